@@ -1,0 +1,100 @@
+//! `specdyn bench train`: time training steps of a μP MLP, for BENCHMARKS.md.
+//! `scripts/bench_train.py` runs this next to the same model in PyTorch and prints ratios.
+
+use crate::backend::BackendJob;
+use crate::config::{OptimizerKind, RunConfig};
+use crate::error::Result;
+use crate::model::{Activation, Parameterization};
+use crate::train::Trainer;
+use burn::tensor::backend::AutodiffBackend;
+use serde::Serialize;
+use std::time::Instant;
+
+/// What to time.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TrainBench {
+    /// Hidden width N.
+    #[arg(long, default_value_t = 1024)]
+    pub width: usize,
+    /// Number of hidden layers L.
+    #[arg(long, default_value_t = 3)]
+    pub depth: usize,
+    /// Input dimension D.
+    #[arg(long, default_value_t = 256)]
+    pub input_dim: usize,
+    /// Batch size (a fixed batch, full-batch steps).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// sgd or adam.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u64,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
+}
+
+/// One timing result (printed as a JSON line).
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainBenchResult {
+    pub framework: String,
+    pub device: String,
+    pub width: usize,
+    pub depth: usize,
+    pub input_dim: usize,
+    pub batch: usize,
+    pub optimizer: String,
+    pub threads: usize,
+    pub ms_per_step: f64,
+    pub ms_per_step_min: f64,
+}
+
+pub struct TrainBenchJob {
+    pub bench: TrainBench,
+    pub device_name: String,
+}
+
+impl BackendJob for TrainBenchJob {
+    type Output = TrainBenchResult;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<TrainBenchResult> {
+        let b = &self.bench;
+        let mut cfg = RunConfig::default();
+        cfg.model.width = b.width;
+        cfg.model.depth = b.depth;
+        cfg.model.activation = Activation::Tanh;
+        cfg.model.parameterization = Parameterization::Mup;
+        cfg.data.input_dim = b.input_dim;
+        cfg.data.train_size = b.batch;
+        cfg.data.test_size = 0;
+        cfg.optimizer.kind = if b.optimizer == "adam" { OptimizerKind::Adam } else { OptimizerKind::Sgd };
+        cfg.optimizer.lr = 1e-3;
+        cfg.train.steps = b.steps + b.warmup;
+        cfg.validate()?;
+        let mut trainer = Trainer::<B>::new(cfg, device)?;
+        let mut times = Vec::new();
+        for i in 0..(b.steps + b.warmup) {
+            let t0 = Instant::now();
+            // Reading the loss synchronizes the device, so each step is timed to completion.
+            let loss = trainer.train_step();
+            std::hint::black_box(loss);
+            if i >= b.warmup {
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        Ok(TrainBenchResult {
+            framework: "specdyn".into(),
+            device: self.device_name,
+            width: b.width,
+            depth: b.depth,
+            input_dim: b.input_dim,
+            batch: b.batch,
+            optimizer: b.optimizer.clone(),
+            threads: rayon::current_num_threads(),
+            ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
+            ms_per_step_min: times.iter().cloned().fold(f64::INFINITY, f64::min),
+        })
+    }
+}

@@ -1,0 +1,501 @@
+//! Run configuration: one validated type built from a TOML file plus `--set key=value` overrides.
+//!
+//! Two stages, as in ripgrep/fd: the raw TOML (with overrides applied) is deserialized with
+//! unknown keys rejected, then [`RunConfig::validate`] checks every range and cross-field rule
+//! before any work starts. The effective config is written next to every output
+//! (`config.toml` in the run directory) and embedded in every checkpoint.
+
+mod overrides;
+
+pub use overrides::{apply_overrides, known_keys, parse_value};
+
+use crate::error::{Error, Result};
+use crate::model::{Activation, Parameterization};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Everything that defines a training run. Every field has a default (see the README's
+/// config reference), so a config file only names what differs.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seed of the weight initialization and of the minibatch order.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+/// Which network family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Fully connected network with `depth` hidden layers of `width` units.
+    #[default]
+    Mlp,
+}
+
+/// The network and its parameterization.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Number of hidden layers L (the network has L + 1 weight matrices).
+    pub depth: usize,
+    /// Hidden width N.
+    pub width: usize,
+    pub activation: Activation,
+    pub parameterization: Parameterization,
+    /// Richness γ₀ (tutorial eqs. 75–76): readout multiplier 1/(γ₀N) in μP.
+    pub gamma0: f64,
+    /// Initial weight variance σ² (entries of the O(1) weights are N(0, σ²)).
+    pub init_variance: f64,
+    /// Add zero-initialized biases to every hidden pre-activation (not to the output).
+    pub bias: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Mlp,
+            depth: 3,
+            width: 1024,
+            activation: Activation::Tanh,
+            parameterization: Parameterization::Mup,
+            gamma0: 1.0,
+            init_variance: 1.0,
+            bias: false,
+        }
+    }
+}
+
+/// Where the training data comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataKind {
+    /// y = Σ_k c_k He_k(β·x/√D), x ~ N(0, I_D): one teacher direction β.
+    #[default]
+    SingleIndex,
+    /// y = β·x/√D + noise.
+    Linear,
+    /// C outputs y_c = Σ_k c_k He_k(β_c·x/√D) + noise, C fixed or proportional to width.
+    MultiOutput,
+    /// Your own X and y from `.npy` or `.safetensors` files.
+    Files,
+}
+
+/// Synthetic or file-based data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub kind: DataKind,
+    /// Input dimension D (synthetic data; read from the file otherwise).
+    pub input_dim: usize,
+    /// Number of outputs C (synthetic multi-output data).
+    pub outputs: usize,
+    /// If set, C = round(outputs_per_width × width): the extensive-output regime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_per_width: Option<f64>,
+    /// Hermite coefficients c_0, c_1, … of the teacher's link function (probabilists' He_k).
+    /// Empty means the kind's default: [0, 1] for linear, [0, 1, 0.5] otherwise.
+    pub hermite: Vec<f64>,
+    /// Standard deviation of Gaussian label noise.
+    pub noise: f64,
+    /// Training set size P (fixed dataset).
+    pub train_size: usize,
+    /// Draw a fresh batch every step instead of reusing a fixed dataset.
+    pub online: bool,
+    /// Held-out test samples (synthetic data).
+    pub test_size: usize,
+    /// Seed of the teacher, the training set and the test set.
+    pub seed: u64,
+    /// Input file for `kind = "files"`: `X.npy`, or `data.safetensors:X` to pick a tensor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// Target file for `kind = "files"`, shape [P] or [P, C].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// Optional held-out inputs for `kind = "files"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_x: Option<String>,
+    /// Optional held-out targets for `kind = "files"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_y: Option<String>,
+    /// Fraction of the file data held out as a test set when no test files are given.
+    pub test_fraction: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            kind: DataKind::SingleIndex,
+            input_dim: 64,
+            outputs: 1,
+            outputs_per_width: None,
+            hermite: Vec::new(),
+            noise: 0.0,
+            train_size: 256,
+            online: false,
+            test_size: 1000,
+            seed: 0,
+            x: None,
+            y: None,
+            test_x: None,
+            test_y: None,
+            test_fraction: 0.2,
+        }
+    }
+}
+
+impl DataConfig {
+    /// The Hermite coefficients actually used (the kind's default when none are given).
+    pub fn hermite_coefficients(&self) -> Vec<f64> {
+        if !self.hermite.is_empty() {
+            return self.hermite.clone();
+        }
+        match self.kind {
+            DataKind::Linear => vec![0.0, 1.0],
+            _ => vec![0.0, 1.0, 0.5],
+        }
+    }
+}
+
+/// Optimizer family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// (Minibatch) SGD, with optional momentum; full-batch GD when `train.batch_size = 0`.
+    #[default]
+    Sgd,
+    /// Adam with PyTorch defaults (β = 0.9, 0.999; ε = 1e-8).
+    Adam,
+}
+
+/// Learning-rate schedule over steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Cosine decay from the base rate to `min_lr_ratio` × base over the run.
+    Cosine,
+}
+
+/// Optimizer and learning rate. `lr` is the base rate η₀; each layer's actual rate is η₀ times
+/// the multiplier in the parameterization table (README).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    /// Base learning rate η₀.
+    pub lr: f64,
+    /// SGD momentum (PyTorch semantics, dampening 0).
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub schedule: Schedule,
+    /// Linear warm-up steps from 0 to the base rate.
+    pub warmup_steps: u64,
+    /// Final rate of the cosine schedule, as a fraction of the base rate.
+    pub min_lr_ratio: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.0,
+            nesterov: false,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            min_lr_ratio: 0.0,
+        }
+    }
+}
+
+/// The training loop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Number of optimizer steps T.
+    pub steps: u64,
+    /// Minibatch size; 0 means full batch (gradient descent on the whole training set).
+    pub batch_size: usize,
+    /// Write a metrics row every this many steps (checkpoint steps and the last step always).
+    pub log_every: u64,
+    /// The run is declared diverged when the loss is not finite or exceeds this factor times
+    /// the initial loss.
+    pub divergence_factor: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { steps: 1000, batch_size: 0, log_every: 10, divergence_factor: 1e4 }
+    }
+}
+
+/// Checkpoint schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Log-spaced checkpoints per decade of steps (3 gives 0, 1, 2, 5, 10, 20, 50, …); 0 turns
+    /// them off (the final step is always saved).
+    pub per_decade: u32,
+    /// Overwrite `latest.safetensors` every this many steps, for resuming after a crash (0: off).
+    pub latest_every: u64,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { per_decade: 3, latest_every: 100 }
+    }
+}
+
+impl RunConfig {
+    /// Read a TOML file, apply `--set` overrides, and validate.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut err = Error::io("read config", path, e);
+            if let Error::Io { hint, .. } = &mut err
+                && hint.starts_with("check the path")
+            {
+                *hint = "check the path; example configs live in configs/ (e.g. configs/quickstart.toml)".to_string();
+            }
+            err
+        })?;
+        Self::from_toml_str(&text, overrides).map_err(|e| e.in_file(path))
+    }
+
+    /// Parse TOML text, apply `--set` overrides, and validate.
+    pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            Error::config(
+                format!("not valid TOML: {}", one_line(&e.to_string())),
+                "fix the syntax at the line shown (strings need quotes, tables are [section])",
+            )
+        })?;
+        apply_overrides(&mut table, overrides)?;
+        let cfg: RunConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            Error::config(
+                one_line(&e.to_string()),
+                "see the config reference in README.md for every key, its type and its default",
+            )
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The effective config as TOML text (what `config.toml` and checkpoints hold).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialize config: {e}\n"))
+    }
+
+    /// Number of outputs C (resolves `outputs_per_width` against the width).
+    pub fn output_dim(&self) -> usize {
+        match self.data.outputs_per_width {
+            Some(r) => ((r * self.model.width as f64).round() as usize).max(1),
+            None => self.data.outputs,
+        }
+    }
+
+    /// Check every range and cross-field rule. Called by the loaders; call it again after
+    /// mutating a config in code.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        let d = &self.data;
+        let o = &self.optimizer;
+        let t = &self.train;
+        positive_int("model.width", m.width, "e.g. model.width = 1024")?;
+        positive_int("model.depth", m.depth, "the number of hidden layers L; e.g. model.depth = 3")?;
+        positive_real("model.gamma0", m.gamma0, "the richness γ₀; 1.0 is the usual μP choice")?;
+        positive_real("model.init_variance", m.init_variance, "σ²; 1.0 as in the paper's Fig. 1")?;
+        if d.kind != DataKind::Files {
+            positive_int("data.input_dim", d.input_dim, "e.g. data.input_dim = 64")?;
+        }
+        if let Some(r) = d.outputs_per_width {
+            positive_real("data.outputs_per_width", r, "e.g. 0.5 gives C = N/2 outputs")?;
+            if d.kind != DataKind::MultiOutput {
+                return Err(Error::config(
+                    "data.outputs_per_width needs data.kind = \"multi-output\"",
+                    "set data.kind = \"multi-output\" or remove outputs_per_width",
+                ));
+            }
+        } else {
+            positive_int("data.outputs", d.outputs, "the number of outputs C; e.g. 1")?;
+        }
+        if d.outputs != 1 && matches!(d.kind, DataKind::SingleIndex | DataKind::Linear) {
+            return Err(Error::config(
+                format!("data.outputs = {} but data.kind = {:?} has one output", d.outputs, d.kind),
+                "use data.kind = \"multi-output\" for several outputs",
+            ));
+        }
+        if d.hermite.iter().any(|c| !c.is_finite()) {
+            return Err(Error::config("data.hermite has a non-finite coefficient", "use finite numbers"));
+        }
+        if !(d.noise >= 0.0 && d.noise.is_finite()) {
+            return Err(Error::config(
+                format!("data.noise = {} must be a finite number ≥ 0", d.noise),
+                "it is the standard deviation of the label noise; 0 turns it off",
+            ));
+        }
+        match d.kind {
+            DataKind::Files => {
+                if d.x.is_none() || d.y.is_none() {
+                    return Err(Error::config(
+                        "data.kind = \"files\" needs data.x and data.y",
+                        "e.g. data.x = \"datasets/mine/X.npy\", data.y = \"datasets/mine/y.npy\" (or \"file.safetensors:X\")",
+                    ));
+                }
+                if d.online {
+                    return Err(Error::config(
+                        "data.online cannot be used with data.kind = \"files\" (a file is a fixed dataset)",
+                        "set data.online = false",
+                    ));
+                }
+                if d.test_x.is_some() != d.test_y.is_some() {
+                    return Err(Error::config(
+                        "give both data.test_x and data.test_y, or neither",
+                        "without test files, data.test_fraction of the data is held out",
+                    ));
+                }
+                if !(0.0..1.0).contains(&d.test_fraction) {
+                    return Err(Error::config(
+                        format!("data.test_fraction = {} must be in [0, 1)", d.test_fraction),
+                        "e.g. 0.2 holds out a fifth of the samples",
+                    ));
+                }
+            }
+            _ => {
+                if d.x.is_some() || d.y.is_some() || d.test_x.is_some() || d.test_y.is_some() {
+                    return Err(Error::config(
+                        "data.x/y/test_x/test_y are only read with data.kind = \"files\"",
+                        "set data.kind = \"files\" or remove the file keys",
+                    ));
+                }
+                if !d.online {
+                    positive_int("data.train_size", d.train_size, "P, the number of training samples")?;
+                }
+            }
+        }
+        positive_real("optimizer.lr", o.lr, "the base rate η₀; e.g. 0.1")?;
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(Error::config(
+                format!("optimizer.momentum = {} must be in [0, 1)", o.momentum),
+                "e.g. 0.9, or 0 for plain SGD",
+            ));
+        }
+        if o.nesterov && o.momentum == 0.0 {
+            return Err(Error::config(
+                "optimizer.nesterov = true needs optimizer.momentum > 0",
+                "set a momentum, e.g. 0.9",
+            ));
+        }
+        if o.kind == OptimizerKind::Adam && o.momentum != 0.0 {
+            return Err(Error::config(
+                "optimizer.momentum is an SGD setting; Adam uses beta1",
+                "remove optimizer.momentum or set optimizer.kind = \"sgd\"",
+            ));
+        }
+        for (key, v) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(Error::config(
+                    format!("{key} = {v} must be in [0, 1)"),
+                    "PyTorch's defaults are 0.9 and 0.999",
+                ));
+            }
+        }
+        positive_real("optimizer.eps", o.eps, "PyTorch's default is 1e-8")?;
+        if !(0.0..=1.0).contains(&o.min_lr_ratio) {
+            return Err(Error::config(
+                format!("optimizer.min_lr_ratio = {} must be in [0, 1]", o.min_lr_ratio),
+                "it is the final cosine rate as a fraction of the base rate",
+            ));
+        }
+        if d.online && t.batch_size == 0 {
+            return Err(Error::config(
+                "online data (data.online = true) needs train.batch_size > 0",
+                "set train.batch_size, e.g. 256",
+            ));
+        }
+        if !d.online && d.kind != DataKind::Files && t.batch_size > d.train_size {
+            return Err(Error::config(
+                format!("train.batch_size = {} exceeds data.train_size = {}", t.batch_size, d.train_size),
+                "use a smaller batch, or train.batch_size = 0 for full batch",
+            ));
+        }
+        if t.divergence_factor.is_nan() || t.divergence_factor <= 1.0 {
+            return Err(Error::config(
+                format!("train.divergence_factor = {} must be > 1", t.divergence_factor),
+                "e.g. 1e4: the run stops when the loss exceeds 10⁴ × its initial value",
+            ));
+        }
+        positive_int("train.log_every", t.log_every as usize, "e.g. 10")?;
+        Ok(())
+    }
+}
+
+fn positive_int(key: &str, v: usize, hint: &str) -> Result<()> {
+    if v == 0 {
+        return Err(Error::config(format!("{key} = 0 must be at least 1"), hint));
+    }
+    Ok(())
+}
+
+fn positive_real(key: &str, v: f64, hint: &str) -> Result<()> {
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(Error::config(format!("{key} = {v} must be a finite number > 0"), hint));
+    }
+    Ok(())
+}
+
+/// Collapse a multi-line parser message into one paragraph.
+pub(crate) fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let cfg = RunConfig::from_toml_str("", &[]).unwrap();
+        assert_eq!(cfg.model.width, 1024);
+        let again = RunConfig::from_toml_str(&cfg.to_toml(), &[]).unwrap();
+        assert_eq!(cfg, again);
+    }
+
+    #[test]
+    fn overrides_and_unknown_keys() {
+        let cfg = RunConfig::from_toml_str("[model]\nwidth = 64\n", &["model.width=128".into()]).unwrap();
+        assert_eq!(cfg.model.width, 128);
+        let err = RunConfig::from_toml_str("[model]\nwidht = 64\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("widht"), "{err}");
+        let err = RunConfig::from_toml_str("", &["model.widht=3".into()]).unwrap_err().to_string();
+        assert!(err.contains("widht") && err.contains("width"), "{err}");
+    }
+
+    #[test]
+    fn extensive_outputs_follow_width() {
+        let cfg = RunConfig::from_toml_str(
+            "[model]\nwidth = 200\n[data]\nkind = \"multi-output\"\noutputs_per_width = 0.5\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.output_dim(), 100);
+    }
+}

@@ -1,0 +1,36 @@
+//! # specdyn
+//!
+//! Train μP (mean-field), NTK and standard-parameterized networks in [burn], record metrics and
+//! log-spaced checkpoints, and watch the spectra of their weights evolve next to the dynamical
+//! mean-field theory (DMFT) of Bordelon, Lauditi & Pehlevan, "Spectral Dynamics in Deep
+//! Networks: Feature Learning, Outlier Escape, and Learning Rate Transfer".
+//!
+//! The modules follow the data's path:
+//!
+//! | stage | module | what |
+//! |---|---|---|
+//! | configure | [`config`] | one validated [`config::RunConfig`] from TOML + `--set` overrides |
+//! | data | [`data`] | Gaussian teachers (single-index, linear, multi-output) and user files |
+//! | model | [`model`] | the μP/NTK/SP parameterization table and the MLP |
+//! | train | [`train`] | SGD/Adam with per-layer rates, the training loop, resume |
+//! | checkpoint | [`checkpoint`] | atomic, verified safetensors checkpoints at log-spaced steps |
+//! | diagnose | [`coord`] | the coordinate check across widths |
+//! | report | [`report`] | PNG/SVG figures |
+//!
+//! [`backend`] is the one place that names burn backends; [`cli`] is the command line.
+
+pub mod backend;
+pub mod bench;
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod coord;
+pub mod data;
+pub mod error;
+pub mod model;
+pub mod report;
+pub mod rng;
+pub mod spectra;
+pub mod train;
+
+pub use error::{Error, Result};

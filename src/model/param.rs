@@ -1,0 +1,195 @@
+//! The parameterization table: μP (mean-field), NTK and standard parameterization (SP), in
+//! Yang & Hu's abc form, as explicit numbers per layer kind.
+//!
+//! Every weight is stored as an O(1)-or-scaled matrix `w` with entries N(0, init_std²); the
+//! network uses `multiplier · w`; the optimizer updates `w` with rate `η₀ · lr_scale`.
+//!
+//! μP follows the DMFT tutorial, eqs. (75)–(77) (N = width, D = input dim, σ² = init variance):
+//! `h¹ = W⁰x/√D`, `h^{ℓ+1} = W^ℓ φ(h^ℓ)/√N`, `f = w·φ(h^L)/(γN)`, all weights N(0, σ²), and SGD
+//! rate `η = η₀γ²N` for every layer, with `γ = γ₀`. NTK is the same network with
+//! `γ = γ₀/√N`: readout `1/(γ₀√N)`, SGD rate `η₀γ₀²`; γ → 0 is the lazy limit.
+//! SP is PyTorch-style: weights N(0, σ²/fan_in), multipliers 1 (readout 1/γ₀), one global rate
+//! η₀γ₀² that does not change with width.
+//!
+//! Adam normalizes gradient scale away, so its rates follow Tensor Programs V (Yang et al. 2022,
+//! Table 3) translated to this mean-field form with the abc-symmetry (a, b, c) → (a+θ, b−θ, c−θ):
+//! input `η₀γ/√D`, hidden `η₀γ/√N`, readout `η₀γ`, bias `η₀γ` (μP: γ = γ₀; NTK: γ = γ₀/√N);
+//! SP uses η₀ everywhere. Each rule makes the per-step change of every pre-activation
+//! O(η₀γ) whatever the width (checked by the coord-check test).
+
+use serde::{Deserialize, Serialize};
+
+/// How weights scale with width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Parameterization {
+    /// Maximal update / mean-field parameterization: features move O(1) at every width.
+    Mup,
+    /// Neural tangent parameterization: lazy as N → ∞ (features move O(1/√N)).
+    Ntk,
+    /// Standard parameterization (PyTorch default init, one global learning rate).
+    Sp,
+}
+
+impl Parameterization {
+    /// Short lowercase name, as used in configs and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Parameterization::Mup => "mup",
+            Parameterization::Ntk => "ntk",
+            Parameterization::Sp => "sp",
+        }
+    }
+}
+
+/// Which role a parameter plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerKind {
+    /// W⁰: D → N.
+    Input,
+    /// W^ℓ, 1 ≤ ℓ < L: N → N.
+    Hidden,
+    /// W^L: N → C.
+    Readout,
+    /// A bias added to a hidden pre-activation.
+    Bias,
+}
+
+impl LayerKind {
+    /// Lowercase name used in metrics column names.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Input => "input",
+            LayerKind::Hidden => "hidden",
+            LayerKind::Readout => "readout",
+            LayerKind::Bias => "bias",
+        }
+    }
+}
+
+/// Which update rule the learning rates are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateRule {
+    Sgd,
+    Adam,
+}
+
+/// One row of the table: how a parameter of one kind is initialized, used and trained.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerRule {
+    /// Standard deviation of the stored parameter's entries at initialization.
+    pub init_std: f64,
+    /// Constant the stored parameter is multiplied by in the forward pass.
+    pub multiplier: f64,
+    /// The layer's learning rate divided by the base rate η₀.
+    pub lr_scale: f64,
+}
+
+/// The table for one network: parameterization, widths, γ₀ and σ² fixed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamTable {
+    pub parameterization: Parameterization,
+    /// Hidden width N.
+    pub width: usize,
+    /// Input dimension D.
+    pub input_dim: usize,
+    /// Richness γ₀.
+    pub gamma0: f64,
+    /// Initial variance σ².
+    pub init_variance: f64,
+    pub rule: UpdateRule,
+}
+
+impl ParamTable {
+    /// The effective richness γ: γ₀ in μP and SP, γ₀/√N in NTK (tutorial, below eq. 77).
+    pub fn gamma(&self) -> f64 {
+        match self.parameterization {
+            Parameterization::Ntk => self.gamma0 / (self.width as f64).sqrt(),
+            Parameterization::Mup | Parameterization::Sp => self.gamma0,
+        }
+    }
+
+    /// The rule for one kind of parameter.
+    pub fn layer(&self, kind: LayerKind) -> LayerRule {
+        let n = self.width as f64;
+        let d = self.input_dim as f64;
+        let sigma = self.init_variance.sqrt();
+        match self.parameterization {
+            Parameterization::Mup | Parameterization::Ntk => {
+                let g = self.gamma();
+                let (init_std, multiplier) = match kind {
+                    LayerKind::Input => (sigma, 1.0 / d.sqrt()),
+                    LayerKind::Hidden => (sigma, 1.0 / n.sqrt()),
+                    LayerKind::Readout => (sigma, 1.0 / (g * n)),
+                    LayerKind::Bias => (0.0, 1.0),
+                };
+                let lr_scale = match self.rule {
+                    // Eq. (76): one rate η₀γ²N for every layer.
+                    UpdateRule::Sgd => g * g * n,
+                    UpdateRule::Adam => match kind {
+                        LayerKind::Input => g / d.sqrt(),
+                        LayerKind::Hidden => g / n.sqrt(),
+                        LayerKind::Readout | LayerKind::Bias => g,
+                    },
+                };
+                LayerRule { init_std, multiplier, lr_scale }
+            }
+            Parameterization::Sp => {
+                let g0 = self.gamma0;
+                let (init_std, multiplier) = match kind {
+                    LayerKind::Input => (sigma / d.sqrt(), 1.0),
+                    LayerKind::Hidden => (sigma / n.sqrt(), 1.0),
+                    LayerKind::Readout => (sigma / n.sqrt(), 1.0 / g0),
+                    LayerKind::Bias => (0.0, 1.0),
+                };
+                let lr_scale = match self.rule {
+                    UpdateRule::Sgd => g0 * g0,
+                    UpdateRule::Adam => 1.0,
+                };
+                LayerRule { init_std, multiplier, lr_scale }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(p: Parameterization, rule: UpdateRule, n: usize) -> ParamTable {
+        ParamTable { parameterization: p, width: n, input_dim: 16, gamma0: 2.0, init_variance: 1.0, rule }
+    }
+
+    #[test]
+    fn mup_is_tutorial_eqs_75_76() {
+        let t = table(Parameterization::Mup, UpdateRule::Sgd, 400);
+        assert_eq!(t.layer(LayerKind::Hidden).multiplier, 1.0 / 20.0);
+        assert_eq!(t.layer(LayerKind::Readout).multiplier, 1.0 / (2.0 * 400.0));
+        assert_eq!(t.layer(LayerKind::Input).multiplier, 0.25);
+        for k in [LayerKind::Input, LayerKind::Hidden, LayerKind::Readout] {
+            assert_eq!(t.layer(k).lr_scale, 4.0 * 400.0); // η₀γ₀²N
+            assert_eq!(t.layer(k).init_std, 1.0);
+        }
+    }
+
+    #[test]
+    fn ntk_is_mup_with_gamma_over_sqrt_n() {
+        let t = table(Parameterization::Ntk, UpdateRule::Sgd, 400);
+        assert!((t.layer(LayerKind::Readout).multiplier - 1.0 / (2.0 * 20.0)).abs() < 1e-15);
+        assert!((t.layer(LayerKind::Hidden).lr_scale - 4.0).abs() < 1e-12); // η₀γ₀²
+    }
+
+    #[test]
+    fn sp_and_ntk_agree_at_init_but_not_in_rate() {
+        // Same effective weights (multiplier × init_std) at initialization…
+        for k in [LayerKind::Input, LayerKind::Hidden, LayerKind::Readout] {
+            let sp = table(Parameterization::Sp, UpdateRule::Sgd, 256).layer(k);
+            let ntk = table(Parameterization::Ntk, UpdateRule::Sgd, 256).layer(k);
+            assert!((sp.init_std * sp.multiplier - ntk.init_std * ntk.multiplier).abs() < 1e-12, "{k:?}");
+        }
+        // …but SP's rate on the effective hidden weight does not shrink with width.
+        let sp = table(Parameterization::Sp, UpdateRule::Sgd, 256).layer(LayerKind::Hidden);
+        assert_eq!(sp.lr_scale * sp.multiplier.powi(2), 4.0);
+    }
+}

@@ -1,0 +1,250 @@
+//! The training state of one run and the step that advances it.
+//!
+//! Parameters live on the inner (non-autodiff) backend; each step wraps them as fresh autodiff
+//! leaves, runs forward and backward once (burn 0.21 must not reuse a graph), and updates them
+//! in place. No graph outlives a step, and evaluation never touches autodiff.
+
+use super::optim::{Optimizer, ParamState, schedule_factor};
+use crate::checkpoint::{Checkpoint, NamedTensor};
+use crate::config::RunConfig;
+use crate::data::{Batch, Dataset, HostData, TrainSet};
+use crate::error::{Error, Result};
+use crate::model::{LayerKind, Mlp, MlpSpec, scalar, tensor_to_vec};
+use burn::tensor::{Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
+
+/// Half the squared error, summed over outputs and averaged over the batch:
+/// L = (1/2B) Σ_μ Σ_c (f_μc − y_μc)², so Δ_μ = −∂L/∂f_μ = (y_μ − f_μ)/B (tutorial eq. 78).
+pub fn mse_loss<B: Backend>(f: Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<B, 1> {
+    let n = f.dims()[0] as f64;
+    (f - y).powi_scalar(2).sum().mul_scalar(0.5 / n)
+}
+
+/// Loss and gradients of one step.
+pub struct StepGradients<B: Backend> {
+    pub loss: f64,
+    /// One gradient per parameter, in [`MlpSpec::params`] order.
+    pub grads: Vec<Tensor<B, 2>>,
+}
+
+impl<B: Backend> StepGradients<B> {
+    /// Euclidean norm of the full gradient.
+    pub fn norm(&self) -> f64 {
+        self.grads.iter().map(|g| scalar(g.clone().powi_scalar(2).sum())).sum::<f64>().sqrt()
+    }
+}
+
+/// Inputs and targets as tensors.
+type Pair<B> = (Tensor<B, 2>, Tensor<B, 2>);
+
+/// Model, optimizer and data of one run, at some step.
+pub struct Trainer<B: AutodiffBackend> {
+    pub config: RunConfig,
+    pub data: Dataset,
+    pub model: Mlp<B::InnerBackend>,
+    pub optimizer: Optimizer<B::InnerBackend>,
+    /// Number of updates applied so far.
+    pub step: u64,
+    device: B::Device,
+    full_batch: Option<Pair<B>>,
+    test: Option<Pair<B::InnerBackend>>,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// A fresh run at step 0.
+    pub fn new(config: RunConfig, device: B::Device) -> Result<Self> {
+        let data = Dataset::from_config(&config)?;
+        let spec = MlpSpec::from_config(&config, data.input_dim, data.output_dim);
+        let model = Mlp::init(spec, config.seed, &device);
+        let optimizer = Optimizer::new(config.optimizer.clone(), model.params.len());
+        Ok(Self::assemble(config, data, model, optimizer, 0, device))
+    }
+
+    fn assemble(
+        config: RunConfig,
+        data: Dataset,
+        model: Mlp<B::InnerBackend>,
+        optimizer: Optimizer<B::InnerBackend>,
+        step: u64,
+        device: B::Device,
+    ) -> Self {
+        let full_batch = match &data.train {
+            TrainSet::Fixed(h) => Some(h.to_tensors::<B>(&device)),
+            TrainSet::Online => None,
+        };
+        let test = data.test.as_ref().map(|h| h.to_tensors::<B::InnerBackend>(&device));
+        Trainer { config, data, model, optimizer, step, device, full_batch, test }
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// The batch the current step trains on, as tensors.
+    fn batch(&self) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let t = &self.config.train;
+        match self.data.batch(self.step, t.batch_size, self.config.seed) {
+            Batch::Full => self.full_batch.clone().expect("a fixed dataset is uploaded at construction"),
+            Batch::Samples(h) => h.to_tensors::<B>(&self.device),
+        }
+    }
+
+    /// Loss and gradients at the current parameters on the current step's batch.
+    pub fn gradients(&self) -> StepGradients<B::InnerBackend> {
+        let (x, y) = self.batch();
+        let tracked = Mlp::<B>::track_gradients(&self.model);
+        let loss = mse_loss(tracked.forward(x), y);
+        let grads = loss.backward();
+        let loss = scalar(loss.inner());
+        let grads = tracked
+            .params
+            .iter()
+            .zip(&self.model.params)
+            .map(|(p, inner)| p.grad(&grads).unwrap_or_else(|| inner.zeros_like()))
+            .collect();
+        StepGradients { loss, grads }
+    }
+
+    /// The learning rate of every parameter at the current step.
+    pub fn learning_rates(&self) -> Vec<f64> {
+        let factor = schedule_factor(&self.config.optimizer, self.step, self.config.train.steps);
+        self.model.info.iter().map(|p| self.config.optimizer.lr * p.rule.lr_scale * factor).collect()
+    }
+
+    /// The learning rate of the first parameter of `kind` at the current step.
+    pub fn learning_rate_of(&self, kind: LayerKind) -> Option<f64> {
+        let lrs = self.learning_rates();
+        self.model.info.iter().position(|p| p.kind == kind).map(|i| lrs[i])
+    }
+
+    /// Apply one optimizer update with these gradients and advance the step.
+    pub fn apply(&mut self, grads: StepGradients<B::InnerBackend>) {
+        let lrs = self.learning_rates();
+        self.optimizer.step(&mut self.model.params, grads.grads, &lrs);
+        self.step += 1;
+    }
+
+    /// One full training step; returns the loss before the update.
+    pub fn train_step(&mut self) -> f64 {
+        let g = self.gradients();
+        let loss = g.loss;
+        self.apply(g);
+        loss
+    }
+
+    /// Loss on the held-out test set, if there is one.
+    pub fn test_loss(&self) -> Option<f64> {
+        self.test.as_ref().map(|(x, y)| scalar(mse_loss(self.model.forward(x.clone()), y.clone())))
+    }
+
+    /// Loss of the current parameters on arbitrary host data.
+    pub fn loss_on(&self, data: &HostData) -> f64 {
+        let (x, y) = data.to_tensors::<B::InnerBackend>(&self.device);
+        scalar(mse_loss(self.model.forward(x), y))
+    }
+
+    /// Snapshot for a checkpoint (weights and optimizer state in export layout).
+    pub fn to_checkpoint(&self, elapsed_s: f64, initial_loss: f64) -> Checkpoint {
+        let mut tensors = Vec::new();
+        for (info, t) in self.model.info.iter().zip(&self.model.params) {
+            tensors.push(NamedTensor {
+                name: info.name.clone(),
+                shape: info.export_shape(),
+                data: info.to_export(&tensor_to_vec(t.clone())),
+            });
+        }
+        for (info, state) in self.model.info.iter().zip(&self.optimizer.state) {
+            let mut push = |kind: &str, t: &Tensor<B::InnerBackend, 2>| {
+                tensors.push(NamedTensor {
+                    name: format!("optimizer.{kind}.{}", info.name),
+                    shape: info.export_shape(),
+                    data: info.to_export(&tensor_to_vec(t.clone())),
+                });
+            };
+            match state {
+                ParamState::Empty => {}
+                ParamState::Momentum(b) => push("momentum_buffer", b),
+                ParamState::Adam { exp_avg, exp_avg_sq } => {
+                    push("exp_avg", exp_avg);
+                    push("exp_avg_sq", exp_avg_sq);
+                }
+            }
+        }
+        Checkpoint {
+            step: self.step,
+            config: self.config.to_toml(),
+            specdyn_version: env!("CARGO_PKG_VERSION").to_string(),
+            elapsed_s,
+            initial_loss,
+            optimizer_steps: self.optimizer.steps,
+            tensors,
+        }
+    }
+
+    /// Rebuild the exact state saved in `ckpt` (which must come from a run with `config`).
+    pub fn from_checkpoint(
+        config: RunConfig,
+        ckpt: &Checkpoint,
+        path: &std::path::Path,
+        device: B::Device,
+    ) -> Result<Self> {
+        let data = Dataset::from_config(&config)?;
+        let spec = MlpSpec::from_config(&config, data.input_dim, data.output_dim);
+        let info = spec.params();
+        let read = |name: &str, want: &[usize]| -> Result<&NamedTensor> {
+            let t = ckpt.tensor(name).ok_or_else(|| {
+                Error::checkpoint(
+                    path,
+                    format!("has no tensor '{name}'"),
+                    "the checkpoint does not belong to this run's config",
+                )
+            })?;
+            if t.shape != want {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("tensor '{name}' has shape {:?}, the config needs {want:?}", t.shape),
+                    "the checkpoint does not belong to this run's config",
+                ));
+            }
+            Ok(t)
+        };
+        let mut host = Vec::new();
+        for p in &info {
+            host.push(p.from_export(&read(&p.name, &p.export_shape())?.data));
+        }
+        let model = Mlp::from_host(spec, host, &device);
+        let mut optimizer = Optimizer::new(config.optimizer.clone(), info.len());
+        optimizer.steps = ckpt.optimizer_steps;
+        for (i, p) in info.iter().enumerate() {
+            let load = |kind: &str| -> Result<Option<Tensor<B::InnerBackend, 2>>> {
+                let name = format!("optimizer.{kind}.{}", p.name);
+                if ckpt.tensor(&name).is_none() {
+                    return Ok(None);
+                }
+                let t = read(&name, &p.export_shape())?;
+                Ok(Some(Tensor::from_data(TensorData::new(p.from_export(&t.data), p.shape), &device)))
+            };
+            optimizer.state[i] = if let Some(b) = load("momentum_buffer")? {
+                ParamState::Momentum(b)
+            } else if let (Some(m), Some(v)) = (load("exp_avg")?, load("exp_avg_sq")?) {
+                ParamState::Adam { exp_avg: m, exp_avg_sq: v }
+            } else {
+                ParamState::Empty
+            };
+        }
+        let stateful = config.optimizer.kind == crate::config::OptimizerKind::Adam || config.optimizer.momentum > 0.0;
+        if stateful
+            && ckpt.optimizer_steps > 0
+            && let Some(i) = optimizer.state.iter().position(|s| matches!(s, ParamState::Empty))
+        {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "has no optimizer state for '{}' although {} updates were taken",
+                    info[i].name, ckpt.optimizer_steps
+                ),
+                "the checkpoint was written with another optimizer; resume with the config it was made with",
+            ));
+        }
+        Ok(Self::assemble(config, data, model, optimizer, ckpt.step, device))
+    }
+}
