@@ -5,6 +5,7 @@
 //! this project's MLP step, see BENCHMARKS.md). `cuda` and `wgpu` are cargo features.
 
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use burn::tensor::backend::AutodiffBackend;
 
 /// Compute device, chosen with `--device`.
@@ -32,10 +33,21 @@ impl Device {
     }
 }
 
-/// Work that runs on whichever autodiff backend was chosen.
+/// A backend with autodiff (for analyses that differentiate) whose inner backend has the
+/// training [`Kernels`]. Training itself runs on `B::InnerBackend`.
+pub trait ComputeBackend: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
+
+impl<T> ComputeBackend for T
+where
+    T: AutodiffBackend + Kernels,
+    T::InnerBackend: Kernels,
+{
+}
+
+/// Work that runs on whichever backend was chosen.
 pub trait BackendJob {
     type Output;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
+    fn run<B: ComputeBackend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
 fn not_compiled(device: Device) -> Error {

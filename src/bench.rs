@@ -1,12 +1,11 @@
 //! `specdyn bench train`: time training steps of a μP MLP, for BENCHMARKS.md.
 //! `scripts/bench_train.py` runs this next to the same model in PyTorch and prints ratios.
 
-use crate::backend::BackendJob;
+use crate::backend::{BackendJob, ComputeBackend};
 use crate::config::{OptimizerKind, RunConfig};
 use crate::error::Result;
 use crate::model::{Activation, Parameterization};
 use crate::train::Trainer;
-use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -59,7 +58,7 @@ pub struct TrainBenchJob {
 impl BackendJob for TrainBenchJob {
     type Output = TrainBenchResult;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<TrainBenchResult> {
+    fn run<B: ComputeBackend>(self, device: B::Device) -> Result<TrainBenchResult> {
         let b = &self.bench;
         let mut cfg = RunConfig::default();
         cfg.model.width = b.width;
@@ -73,7 +72,7 @@ impl BackendJob for TrainBenchJob {
         cfg.optimizer.lr = 1e-3;
         cfg.train.steps = b.steps + b.warmup;
         cfg.validate()?;
-        let mut trainer = Trainer::<B>::new(cfg, device)?;
+        let mut trainer = Trainer::<B::InnerBackend>::new(cfg, device)?;
         let mut times = Vec::new();
         for i in 0..(b.steps + b.warmup) {
             let t0 = Instant::now();

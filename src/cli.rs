@@ -1,12 +1,11 @@
 //! The command line: parse, build validated configs, call the library, report.
 
-use crate::backend::{BackendJob, Device, dispatch, set_threads};
+use crate::backend::{BackendJob, ComputeBackend, Device, dispatch, set_threads};
 use crate::bench::{TrainBench, TrainBenchJob};
 use crate::config::RunConfig;
 use crate::coord::{CoordConfig, CoordJob, spreads, write_outputs};
 use crate::error::{Error, Result};
 use crate::train::{RunDir, RunStatus, Summary, TrainOptions, install_interrupt_handler, train};
-use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -197,8 +196,8 @@ struct TrainJob {
 
 impl BackendJob for TrainJob {
     type Output = Summary;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Summary> {
-        train::<B>(self.config, &self.out, &self.options, device)
+    fn run<B: ComputeBackend>(self, device: B::Device) -> Result<Summary> {
+        train::<B::InnerBackend>(self.config, &self.out, &self.options, device)
     }
 }
 

@@ -15,14 +15,15 @@
 //! seeds = 3        # init seeds seed, seed+1, …
 //! ```
 
-use crate::backend::BackendJob;
+use crate::backend::{BackendJob, ComputeBackend};
 use crate::config::{RunConfig, one_line, parse_value};
 use crate::data::{Batch, TrainSet};
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use crate::model::{Parameterization, scalar};
 use crate::report::{Figure, Panel, Series, save_figure};
 use crate::train::Trainer;
-use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -135,7 +136,7 @@ pub struct CoordJob {
 impl BackendJob for CoordJob {
     type Output = Vec<CoordRecord>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Vec<CoordRecord>> {
+    fn run<B: ComputeBackend>(self, device: B::Device) -> Result<Vec<CoordRecord>> {
         let c = &self.config.coord;
         let total = (c.parameterizations.len() * c.widths.len()) as u64 * c.seeds;
         let bar = if self.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
@@ -154,7 +155,7 @@ impl BackendJob for CoordJob {
                     cfg.seed = self.config.base.seed + s;
                     cfg.train.steps = c.steps;
                     cfg.validate()?;
-                    out.extend(coord_one::<B>(cfg, c.steps, device.clone())?);
+                    out.extend(coord_one::<B::InnerBackend>(cfg, c.steps, device.clone())?);
                     bar.inc(1);
                 }
             }
@@ -165,19 +166,19 @@ impl BackendJob for CoordJob {
 }
 
 /// Train one network for `steps` steps, measuring on the first training batch.
-fn coord_one<B: AutodiffBackend>(cfg: RunConfig, steps: u64, device: B::Device) -> Result<Vec<CoordRecord>> {
+fn coord_one<B: Kernels>(cfg: RunConfig, steps: u64, device: B::Device) -> Result<Vec<CoordRecord>> {
     let mut trainer = Trainer::<B>::new(cfg.clone(), device.clone())?;
     let probe = match (&trainer.data.train, trainer.data.batch(0, cfg.train.batch_size, cfg.seed)) {
         (TrainSet::Fixed(h), Batch::Full) => h.clone(),
         (_, Batch::Samples(h)) => h,
         (TrainSet::Online, Batch::Full) => unreachable!("online data never yields a full batch"),
     };
-    let (x, _) = probe.to_tensors::<B::InnerBackend>(&device);
-    let mut first: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
+    let (x, _) = probe.to_tensors::<B>(&device);
+    let mut first: Option<Vec<Tensor<B, 2>>> = None;
     let mut out = Vec::new();
     for t in 0..=steps {
         let trace = trainer.model.forward_trace(x.clone());
-        let mut layers: Vec<Tensor<B::InnerBackend, 2>> = trace.preactivations;
+        let mut layers: Vec<Tensor<B, 2>> = trace.preactivations;
         layers.push(trace.output);
         let base = first.get_or_insert_with(|| layers.clone());
         for (i, (h, h0)) in layers.iter().zip(base.iter()).enumerate() {

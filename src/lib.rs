@@ -17,7 +17,8 @@
 //! | diagnose | [`coord`] | the coordinate check across widths |
 //! | report | [`report`] | PNG/SVG figures |
 //!
-//! [`backend`] is the one place that names burn backends; [`cli`] is the command line.
+//! [`backend`] is the one place that names burn backends, [`kernels`] the backend extension
+//! with the hot operations of training; [`cli`] is the command line.
 
 pub mod backend;
 pub mod bench;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod coord;
 pub mod data;
 pub mod error;
+pub mod kernels;
 pub mod model;
 pub mod report;
 pub mod rng;

@@ -6,7 +6,7 @@
 //! - Lazy vs rich: ‖W(t) − W(0)‖₂/‖W(0)‖₂ of a hidden matrix falls like N^(-1/2) in NTK and
 //!   is width-independent in μP.
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Flex;
 use specdyn::backend::{Device, dispatch};
 use specdyn::config::RunConfig;
 use specdyn::coord::{CoordConfig, CoordJob, spreads};
@@ -14,7 +14,8 @@ use specdyn::model::{Parameterization, tensor_to_vec};
 use specdyn::spectra::spectral_norm;
 use specdyn::train::Trainer;
 
-type B = Autodiff<Flex>;
+/// Training runs on the plain CPU backend (the fast kernels); no autodiff is involved.
+type B = Flex;
 
 #[test]
 fn coord_check_mup_is_flat_and_sp_grows() {

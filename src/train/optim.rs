@@ -12,6 +12,7 @@
 //!   `w ← w − (lr/(1−β₁ᵗ)) · m / (√v/√(1−β₂ᵗ) + ε)`.
 
 use crate::config::{OptimizerConfig, OptimizerKind};
+use crate::kernels::{AdamStep, Kernels};
 use burn::tensor::{Tensor, backend::Backend};
 
 /// Optimizer state for one parameter tensor.
@@ -35,46 +36,50 @@ pub struct Optimizer<B: Backend> {
     pub steps: u64,
 }
 
-impl<B: Backend> Optimizer<B> {
+impl<B: Kernels> Optimizer<B> {
     /// Fresh state for `n_params` parameter tensors.
     pub fn new(config: OptimizerConfig, n_params: usize) -> Self {
         Optimizer { config, state: vec![ParamState::Empty; n_params], steps: 0 }
     }
 
-    /// One update of every parameter with its own learning rate.
-    pub fn step(&mut self, params: &mut [Tensor<B, 2>], grads: Vec<Tensor<B, 2>>, lrs: &[f64]) {
+    /// One update of every parameter with its own learning rate. Parameters and state are
+    /// moved through the kernels, so uniquely owned buffers are updated in place.
+    pub fn step(&mut self, params: &mut Vec<Tensor<B, 2>>, grads: Vec<Tensor<B, 2>>, lrs: &[f64]) {
         self.steps += 1;
-        let c = &self.config;
-        for (i, g) in grads.into_iter().enumerate() {
-            let lr = lrs[i];
-            let p = params[i].clone();
-            params[i] = match c.kind {
-                OptimizerKind::Sgd if c.momentum == 0.0 => p - g.mul_scalar(lr),
+        let c = self.config.clone();
+        let t = self.steps as i32;
+        let old_params = std::mem::take(params);
+        let old_state = std::mem::take(&mut self.state);
+        for (((p, state), g), &lr) in old_params.into_iter().zip(old_state).zip(grads).zip(lrs) {
+            let (p, state) = match c.kind {
+                OptimizerKind::Sgd if c.momentum == 0.0 => (B::sgd(p, &g, lr), ParamState::Empty),
                 OptimizerKind::Sgd => {
-                    let buf = match std::mem::replace(&mut self.state[i], ParamState::Empty) {
-                        ParamState::Momentum(b) => b.mul_scalar(c.momentum) + g.clone(),
-                        _ => g.clone(),
+                    let buf = match state {
+                        ParamState::Momentum(b) => Some(b),
+                        _ => None,
                     };
-                    let dir = if c.nesterov { g + buf.clone().mul_scalar(c.momentum) } else { buf.clone() };
-                    self.state[i] = ParamState::Momentum(buf);
-                    p - dir.mul_scalar(lr)
+                    let (p, b) = B::momentum(p, g, buf, lr, c.momentum, c.nesterov);
+                    (p, ParamState::Momentum(b))
                 }
                 OptimizerKind::Adam => {
-                    let (m, v) = match std::mem::replace(&mut self.state[i], ParamState::Empty) {
+                    let (m, v) = match state {
                         ParamState::Adam { exp_avg, exp_avg_sq } => (exp_avg, exp_avg_sq),
                         _ => (g.zeros_like(), g.zeros_like()),
                     };
-                    let m = m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
-                    let v = v.mul_scalar(c.beta2) + g.clone().mul(g).mul_scalar(1.0 - c.beta2);
-                    let t = self.steps as i32;
-                    let bias1 = 1.0 - c.beta1.powi(t);
-                    let bias2 = 1.0 - c.beta2.powi(t);
-                    let denom = v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(c.eps);
-                    let update = m.clone().div(denom).mul_scalar(lr / bias1);
-                    self.state[i] = ParamState::Adam { exp_avg: m, exp_avg_sq: v };
-                    p - update
+                    let s = AdamStep {
+                        lr,
+                        beta1: c.beta1,
+                        beta2: c.beta2,
+                        eps: c.eps,
+                        bias1: 1.0 - c.beta1.powi(t),
+                        bias2: 1.0 - c.beta2.powi(t),
+                    };
+                    let (p, m, v) = B::adam(p, &g, m, v, s);
+                    (p, ParamState::Adam { exp_avg: m, exp_avg_sq: v })
                 }
             };
+            params.push(p);
+            self.state.push(state);
         }
     }
 }

@@ -15,8 +15,8 @@ use super::trainer::Trainer;
 use crate::checkpoint::{Checkpoint, atomic_write, log_spaced_steps};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use crate::model::LayerKind;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -268,12 +268,7 @@ pub fn config_differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
 ///
 /// On resume, `config` must equal the stored config except for `train.steps` (which may be
 /// raised to extend a run).
-pub fn train<B: AutodiffBackend>(
-    config: RunConfig,
-    out: &Path,
-    opts: &TrainOptions,
-    device: B::Device,
-) -> Result<Summary> {
+pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, device: B::Device) -> Result<Summary> {
     let dir = RunDir::new(out);
     let mut resumed_from = None;
     let mut elapsed_before = 0.0;

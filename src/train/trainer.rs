@@ -1,16 +1,17 @@
 //! The training state of one run and the step that advances it.
 //!
-//! Parameters live on the inner (non-autodiff) backend; each step wraps them as fresh autodiff
-//! leaves, runs forward and backward once (burn 0.21 must not reuse a graph), and updates them
-//! in place. No graph outlives a step, and evaluation never touches autodiff.
+//! Training needs no autodiff graph: the MLP's gradients come from explicit back-propagation
+//! through the backend's [`Kernels`] (checked against burn's autodiff in `tests/gradients.rs`),
+//! so a step is a forward pass, a backward pass and one in-place update per parameter.
 
 use super::optim::{Optimizer, ParamState, schedule_factor};
 use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::config::RunConfig;
 use crate::data::{Batch, Dataset, HostData, TrainSet};
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use crate::model::{LayerKind, Mlp, MlpSpec, scalar, tensor_to_vec};
-use burn::tensor::{Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 /// Half the squared error, summed over outputs and averaged over the batch:
 /// L = (1/2B) Σ_μ Σ_c (f_μc − y_μc)², so Δ_μ = −∂L/∂f_μ = (y_μ − f_μ)/B (tutorial eq. 78).
@@ -37,19 +38,19 @@ impl<B: Backend> StepGradients<B> {
 type Pair<B> = (Tensor<B, 2>, Tensor<B, 2>);
 
 /// Model, optimizer and data of one run, at some step.
-pub struct Trainer<B: AutodiffBackend> {
+pub struct Trainer<B: Kernels> {
     pub config: RunConfig,
     pub data: Dataset,
-    pub model: Mlp<B::InnerBackend>,
-    pub optimizer: Optimizer<B::InnerBackend>,
+    pub model: Mlp<B>,
+    pub optimizer: Optimizer<B>,
     /// Number of updates applied so far.
     pub step: u64,
     device: B::Device,
     full_batch: Option<Pair<B>>,
-    test: Option<Pair<B::InnerBackend>>,
+    test: Option<Pair<B>>,
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: Kernels> Trainer<B> {
     /// A fresh run at step 0.
     pub fn new(config: RunConfig, device: B::Device) -> Result<Self> {
         let data = Dataset::from_config(&config)?;
@@ -62,8 +63,8 @@ impl<B: AutodiffBackend> Trainer<B> {
     fn assemble(
         config: RunConfig,
         data: Dataset,
-        model: Mlp<B::InnerBackend>,
-        optimizer: Optimizer<B::InnerBackend>,
+        model: Mlp<B>,
+        optimizer: Optimizer<B>,
         step: u64,
         device: B::Device,
     ) -> Self {
@@ -71,7 +72,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             TrainSet::Fixed(h) => Some(h.to_tensors::<B>(&device)),
             TrainSet::Online => None,
         };
-        let test = data.test.as_ref().map(|h| h.to_tensors::<B::InnerBackend>(&device));
+        let test = data.test.as_ref().map(|h| h.to_tensors::<B>(&device));
         Trainer { config, data, model, optimizer, step, device, full_batch, test }
     }
 
@@ -89,18 +90,9 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// Loss and gradients at the current parameters on the current step's batch.
-    pub fn gradients(&self) -> StepGradients<B::InnerBackend> {
+    pub fn gradients(&self) -> StepGradients<B> {
         let (x, y) = self.batch();
-        let tracked = Mlp::<B>::track_gradients(&self.model);
-        let loss = mse_loss(tracked.forward(x), y);
-        let grads = loss.backward();
-        let loss = scalar(loss.inner());
-        let grads = tracked
-            .params
-            .iter()
-            .zip(&self.model.params)
-            .map(|(p, inner)| p.grad(&grads).unwrap_or_else(|| inner.zeros_like()))
-            .collect();
+        let (loss, grads) = self.model.gradients(x, y);
         StepGradients { loss, grads }
     }
 
@@ -117,7 +109,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// Apply one optimizer update with these gradients and advance the step.
-    pub fn apply(&mut self, grads: StepGradients<B::InnerBackend>) {
+    pub fn apply(&mut self, grads: StepGradients<B>) {
         let lrs = self.learning_rates();
         self.optimizer.step(&mut self.model.params, grads.grads, &lrs);
         self.step += 1;
@@ -138,7 +130,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// Loss of the current parameters on arbitrary host data.
     pub fn loss_on(&self, data: &HostData) -> f64 {
-        let (x, y) = data.to_tensors::<B::InnerBackend>(&self.device);
+        let (x, y) = data.to_tensors::<B>(&self.device);
         scalar(mse_loss(self.model.forward(x), y))
     }
 
@@ -153,7 +145,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             });
         }
         for (info, state) in self.model.info.iter().zip(&self.optimizer.state) {
-            let mut push = |kind: &str, t: &Tensor<B::InnerBackend, 2>| {
+            let mut push = |kind: &str, t: &Tensor<B, 2>| {
                 tensors.push(NamedTensor {
                     name: format!("optimizer.{kind}.{}", info.name),
                     shape: info.export_shape(),
@@ -215,7 +207,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut optimizer = Optimizer::new(config.optimizer.clone(), info.len());
         optimizer.steps = ckpt.optimizer_steps;
         for (i, p) in info.iter().enumerate() {
-            let load = |kind: &str| -> Result<Option<Tensor<B::InnerBackend, 2>>> {
+            let load = |kind: &str| -> Result<Option<Tensor<B, 2>>> {
                 let name = format!("optimizer.{kind}.{}", p.name);
                 if ckpt.tensor(&name).is_none() {
                     return Ok(None);
