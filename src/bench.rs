@@ -97,3 +97,53 @@ impl BackendJob for TrainBenchJob {
         })
     }
 }
+
+/// Timing of the endogenous-Wigner predictions against simulation (`specdyn bench wigner`).
+#[derive(Clone, Debug, Serialize)]
+pub struct WignerBenchResult {
+    pub steps: usize,
+    /// Level-1 recursion (Σᵛ, Rᵛ).
+    pub level_one_ms: f64,
+    /// Every outlier from the 2S × 2S eigenvalue reduction of eq. (107).
+    pub outliers_ms: f64,
+    /// Every outlier for every S' ≤ S (the whole trajectory).
+    pub trajectory_ms: f64,
+    /// Scanning det of the eq.-(107) matrix over 600 values of z instead (for comparison).
+    pub determinant_scan_ms: f64,
+    /// One simulation at size n (dynamics + dense eigenvalues of M_S).
+    pub simulation_ms: f64,
+    pub n: usize,
+    pub top_outlier: f64,
+}
+
+/// Time prediction and simulation for S spike steps at size n.
+pub fn bench_wigner(steps: usize, n: usize) -> WignerBenchResult {
+    use crate::theory::{EndogenousWigner, endogenous::det, roots::real_roots, simulate};
+    let m = EndogenousWigner { gamma: 0.2, eta: 0.2, init_variance: 1.0 };
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let lvl = m.level_one(steps);
+    let level_one_ms = ms(t);
+    let t = Instant::now();
+    let out = m.outliers(&lvl, steps);
+    let outliers_ms = ms(t);
+    let t = Instant::now();
+    std::hint::black_box(m.trajectory(steps));
+    let trajectory_ms = ms(t);
+    let t = Instant::now();
+    std::hint::black_box(real_roots(|k: f64| det(&m.matrix_107(&lvl, steps, k + 1.0 / k)), 1.01, 10.0, 600));
+    let determinant_scan_ms = ms(t);
+    let t = Instant::now();
+    std::hint::black_box(simulate::endogenous_wigner(&m, n, &[steps], 0));
+    let simulation_ms = ms(t);
+    WignerBenchResult {
+        steps,
+        level_one_ms,
+        outliers_ms,
+        trajectory_ms,
+        determinant_scan_ms,
+        simulation_ms,
+        n,
+        top_outlier: out.upper.first().copied().unwrap_or(f64::NAN),
+    }
+}

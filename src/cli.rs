@@ -86,6 +86,12 @@ Writes coord.csv (one row per parameterization, width, seed, step, layer), coord
 (growth from the narrowest to the widest network) and coord.png / coord.svg.")]
     CoordCheck(CoordArgs),
 
+    /// Random-matrix and DMFT predictions next to finite-N simulations (tables, CSV, plots).
+    Theory {
+        #[command(subcommand)]
+        model: TheoryModel,
+    },
+
     /// Print the effective config (defaults, a file, and --set overrides) as TOML.
     Config(ConfigArgs),
 
@@ -143,8 +149,100 @@ pub struct ConfigArgs {
     pub overrides: Vec<String>,
 }
 
+/// Options shared by the theory commands.
+#[derive(Args, Debug, Clone)]
+pub struct TheoryCommon {
+    /// Also simulate the random system at this size N (the ground truth).
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<usize>,
+    /// Number of independent simulations.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    /// Output directory for CSV tables and PNG/SVG figures.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TheoryModel {
+    /// Marchenko–Pastur law of XXᵀ for an n × m Gaussian matrix.
+    #[command(long_about = "\
+Marchenko–Pastur law (tutorial §6.2, eqs. 67–69). X has n rows, m columns and iid N(0, 1/m)
+entries; the aspect ratio is c = n/m. The eigenvalues of XXᵀ fill [(1 − √c)², (1 + √c)²] with
+density √((b − λ)(λ − a))/(2πcλ), plus an atom of mass 1 − 1/c at 0 when c > 1; the singular
+values of X fill [|1 − √c|, 1 + √c]. Prints the edges and quantiles (and simulated quantiles),
+writes mp-density.csv, mp-quantiles.csv and mp.png/svg.")]
+    Mp {
+        /// Aspect ratio c = rows/columns.
+        #[arg(long, default_value_t = 0.5)]
+        aspect: f64,
+        #[command(flatten)]
+        common: TheoryCommon,
+    },
+    /// Classical BBP transition: outliers of a matrix plus a planted rank-one spike.
+    #[command(long_about = "\
+Classical BBP transition (tutorial §9, eqs. 87–94; Benaych-Georges & Nadakuditi 2012). Wigner:
+M = M₀ + θuuᵀ with M₀ GOE (semicircle on [−2, 2]) and a unit vector u independent of M₀; for
+θ > 1 an outlier appears at θ + 1/θ, otherwise the top eigenvalue sticks to 2. Rectangular
+(--rectangular): X + θuvᵀ with X of aspect ratio c (entries N(0, 1/columns)); for θ > c^(1/4)
+the top singular value is √((1 + θ²)(c + θ²))/θ, otherwise it sticks to 1 + √c. Writes
+bbp-*.csv and bbp-*.png/svg with predictions and simulated values.")]
+    Bbp {
+        /// Singular values of a rectangular matrix instead of eigenvalues of a Wigner matrix.
+        #[arg(long)]
+        rectangular: bool,
+        /// Aspect ratio c (rectangular only).
+        #[arg(long, default_value_t = 0.5)]
+        aspect: f64,
+        /// Spike strengths θ.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![0.5, 0.9, 1.2, 1.5, 2.0, 3.0])]
+        theta: Vec<f64>,
+        #[command(flatten)]
+        common: TheoryCommon,
+    },
+    /// Wigner matrix with spikes it generates itself: the two-level DMFT.
+    #[command(long_about = "\
+Endogenously spiked Wigner matrix (tutorial §11.1, eqs. 98–107): M_{n+1} = M_n + (γ/N)v_nv_nᵀ,
+v_{n+1} = v_n − ηM_nv_n, M₀ GOE, v₀ ~ N(0, I). The spikes depend on M₀, so the classical BBP
+rule (the \"naive\" eq. 102, which treats them as independent) is wrong. The two-level DMFT solves
+the spike dynamics exactly (level 1: Σᵛ and Rᵛ) and finds every outlier of M_S from eq. (107),
+reduced to the real eigenvalues κ > 1 of a 2S × 2S matrix (z = κ + 1/κ). Prints and plots the
+outliers vs S for both rules and, with --simulate N, the simulated top eigenvalue (mean ± sd
+over --seeds) every --every steps, and the simulated bulk at the last S.")]
+    Wigner {
+        /// Number of spike steps S.
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        /// Spike strength γ.
+        #[arg(long, default_value_t = 0.2)]
+        gamma: f64,
+        /// Step size η of the spike dynamics.
+        #[arg(long, default_value_t = 0.2)]
+        eta: f64,
+        /// Simulate every this many steps.
+        #[arg(long, default_value_t = 5)]
+        every: usize,
+        #[command(flatten)]
+        common: TheoryCommon,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BenchWhat {
+    /// Endogenous-Wigner prediction time vs simulation time (one JSON line per S).
+    Wigner {
+        /// Spike steps S to time.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![10, 30, 100])]
+        steps: Vec<usize>,
+        /// Simulation size N.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+    },
     /// Milliseconds per training step of a μP tanh MLP (prints one JSON line).
     Train {
         #[command(flatten)]
@@ -170,12 +268,22 @@ where
     match cli.command {
         Command::Train(a) => cmd_train(a),
         Command::CoordCheck(a) => cmd_coord(a),
+        Command::Theory { model } => cmd_theory(model),
         Command::Config(a) => {
             let cfg = match &a.config {
                 Some(p) => RunConfig::load(p, &a.overrides)?,
                 None => RunConfig::from_toml_str("", &a.overrides)?,
             };
             print!("{}", cfg.to_toml());
+            Ok(0)
+        }
+        Command::Bench { what: BenchWhat::Wigner { steps, n } } => {
+            for s in steps {
+                println!(
+                    "{}",
+                    serde_json::to_string(&crate::bench::bench_wigner(s.max(1), n.max(2))).unwrap_or_default()
+                );
+            }
             Ok(0)
         }
         Command::Bench { what: BenchWhat::Train { bench, device } } => {
@@ -292,6 +400,50 @@ fn cmd_coord(a: CoordArgs) -> Result<i32> {
     for s in spreads(&records).iter().filter(|s| s.step == settings.steps) {
         println!("{:<17} {:<7} {:>4}  {:>8.3}", s.parameterization, s.layer, s.step, s.growth);
     }
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(0)
+}
+
+fn check_theory(common: &TheoryCommon, values: &[(&str, f64)]) -> Result<()> {
+    for (name, v) in values {
+        if !(v.is_finite() && *v > 0.0) {
+            return Err(Error::config(
+                format!("--{name} = {v} must be a finite number > 0"),
+                "see `specdyn theory --help`",
+            ));
+        }
+    }
+    if common.simulate == Some(0) || common.seeds == 0 {
+        return Err(Error::config("--simulate and --seeds must be at least 1", "e.g. --simulate 2000 --seeds 3"));
+    }
+    Ok(())
+}
+
+fn cmd_theory(model: TheoryModel) -> Result<i32> {
+    use crate::report::theory as rep;
+    let files = match model {
+        TheoryModel::Mp { aspect, common } => {
+            check_theory(&common, &[("aspect", aspect)])?;
+            set_threads(common.threads);
+            rep::mp(aspect, common.simulate, common.seeds, &common.out, common.quiet)?
+        }
+        TheoryModel::Bbp { rectangular, aspect, theta, common } => {
+            check_theory(&common, &[("aspect", aspect)])?;
+            if theta.is_empty() || theta.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
+                return Err(Error::config("--theta needs positive spike strengths", "e.g. --theta 0.5,1.5,3"));
+            }
+            set_threads(common.threads);
+            rep::bbp(rectangular, aspect, &theta, common.simulate, common.seeds, &common.out, common.quiet)?
+        }
+        TheoryModel::Wigner { steps, gamma, eta, every, common } => {
+            check_theory(&common, &[("gamma", gamma), ("eta", eta), ("steps", steps as f64)])?;
+            set_threads(common.threads);
+            let model = crate::theory::EndogenousWigner { gamma, eta, init_variance: 1.0 };
+            rep::wigner(&model, steps, common.simulate, common.seeds, every, &common.out, common.quiet)?
+        }
+    };
     for f in files {
         eprintln!("wrote {}", f.display());
     }

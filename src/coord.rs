@@ -296,7 +296,7 @@ pub fn write_outputs(records: &[CoordRecord], settings: &CoordSettings, out: &Pa
                 log_x: true,
                 log_y: true,
                 series,
-                ref_lines: vec![],
+                ..Default::default()
             });
         }
     }

@@ -33,6 +33,7 @@ pub mod model;
 pub mod report;
 pub mod rng;
 pub mod spectra;
+pub mod theory;
 pub mod train;
 
 pub use error::{Error, Result};

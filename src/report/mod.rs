@@ -1,5 +1,6 @@
-//! Reports: figures rendered to PNG and SVG.
+//! Reports: figures rendered to PNG and SVG, and the tables and figures of `specdyn theory`.
 
 mod plot;
+pub mod theory;
 
 pub use plot::{Figure, Panel, RefLine, Series, color, save_figure};

@@ -21,6 +21,8 @@ pub struct Series {
     pub dashed: bool,
     /// Draw markers instead of a line.
     pub markers: bool,
+    /// Symmetric vertical error bars (± value per point), drawn when non-empty.
+    pub y_err: Vec<f64>,
 }
 
 /// A horizontal or vertical reference line.
@@ -41,6 +43,8 @@ pub struct Panel {
     pub log_y: bool,
     pub series: Vec<Series>,
     pub ref_lines: Vec<RefLine>,
+    /// Put the legend in the upper right corner instead of the upper left.
+    pub legend_right: bool,
 }
 
 /// A grid of panels.
@@ -269,6 +273,17 @@ where
         let data: Vec<(f64, f64)> =
             s.points.iter().cloned().filter(|&(x, y)| finite_for(x, lx) && finite_for(y, ly)).collect();
         let style = ShapeStyle::from(&c).stroke_width(2);
+        if !s.y_err.is_empty() {
+            let bars = s
+                .points
+                .iter()
+                .zip(&s.y_err)
+                .filter(|&(&(x, y), &e)| finite_for(x, lx) && finite_for(y - e, ly) && finite_for(y + e, ly))
+                .map(|(&(x, y), &e)| {
+                    PathElement::new(vec![(x, y - e), (x, y + e)], ShapeStyle::from(&c).stroke_width(1))
+                });
+            chart.draw_series(bars).map_err(err)?;
+        }
         let anno = if s.markers {
             chart.draw_series(data.iter().map(|&q| Circle::new(q, 3, c.filled()))).map_err(err)?
         } else if s.dashed {
@@ -286,7 +301,7 @@ where
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
             .label_font(("sans-serif", 11))
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(if p.legend_right { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::UpperLeft })
             .draw()
             .map_err(err)?;
     }

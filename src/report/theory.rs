@@ -1,0 +1,382 @@
+//! `specdyn theory …`: predictions next to finite-N simulations, as CSV tables and figures.
+
+use super::{Figure, Panel, RefLine, Series, save_figure};
+use crate::error::{Error, Result};
+use crate::theory::{
+    EndogenousWigner, MarchenkoPastur, Semicircle, rectangular_spike_outlier, simulate, spiked_wigner_outliers,
+};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Mean and sample standard deviation.
+pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (m, sd)
+}
+
+fn bar(len: u64, quiet: bool, what: &str) -> indicatif::ProgressBar {
+    let b = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(len) };
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+fn write_text(path: &Path, text: &str) -> Result<PathBuf> {
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io("write", path, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| Error::io("write", path, e))?;
+    Ok(path.to_path_buf())
+}
+
+fn prepare(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io("create output directory", out, e))
+}
+
+/// Normalized histogram of `values` on [lo, hi] as (bin centre, density) points.
+pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<(f64, f64)> {
+    let w = (hi - lo) / bins as f64;
+    let mut counts = vec![0usize; bins];
+    for v in values {
+        if *v >= lo && *v < hi {
+            counts[((v - lo) / w) as usize] += 1;
+        }
+    }
+    let total = values.len() as f64;
+    counts.iter().enumerate().map(|(i, c)| (lo + (i as f64 + 0.5) * w, *c as f64 / (total * w))).collect()
+}
+
+/// Marchenko–Pastur density, quantiles and edges, with simulated eigenvalues of XXᵀ.
+pub fn mp(c: f64, simulate_n: Option<usize>, seeds: u64, out: &Path, quiet: bool) -> Result<Vec<PathBuf>> {
+    prepare(out)?;
+    let law = MarchenkoPastur::new(c);
+    let (a, b) = law.edges();
+    let mut files = Vec::new();
+    let mut csv = String::from("lambda,density\n");
+    let curve: Vec<(f64, f64)> =
+        (0..=400).map(|i| a + (b - a) * i as f64 / 400.0).map(|l| (l, law.density(l))).collect();
+    for (l, d) in &curve {
+        csv.push_str(&format!("{l},{d}\n"));
+    }
+    files.push(write_text(&out.join("mp-density.csv"), &csv)?);
+    let probs: Vec<f64> = (1..20).map(|i| i as f64 * 0.05).collect();
+    let mut sims: Vec<f64> = Vec::new();
+    if let Some(n) = simulate_n {
+        let m = ((n as f64) / c).round().max(1.0) as usize;
+        let pb = bar(seeds, quiet, "simulating");
+        for seed in 0..seeds {
+            let x = simulate::gaussian(n, m, seed);
+            sims.extend(simulate::eigenvalues_desc(&(&x * x.transpose())));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+    }
+    let mut table = String::from("p,theory,simulated\n");
+    sims.sort_by(|x, y| x.total_cmp(y));
+    println!("Marchenko–Pastur, c = {c}: edges [{a:.6}, {b:.6}], atom at 0: {:.4}", law.atom_at_zero());
+    println!("{:>5} {:>10} {:>10}", "p", "theory", "simulated");
+    for p in &probs {
+        let th = law.quantile(*p);
+        let sim = (!sims.is_empty()).then(|| sims[((p * sims.len() as f64) as usize).min(sims.len() - 1)]);
+        table.push_str(&format!("{p},{th},{}\n", sim.map(|v| v.to_string()).unwrap_or_default()));
+        println!("{p:>5.2} {th:>10.5} {:>10}", sim.map(|v| format!("{:.5}", v.max(0.0))).unwrap_or_else(|| "-".into()));
+    }
+    files.push(write_text(&out.join("mp-quantiles.csv"), &table)?);
+    let mut series =
+        vec![Series { label: format!("MP density, c = {c}"), points: curve, color: 0, ..Default::default() }];
+    if !sims.is_empty() {
+        series.push(Series {
+            label: format!("simulated N = {}, {seeds} seeds", simulate_n.unwrap_or(0)),
+            // Above the atom at 0 (c > 1), so the bins show the continuous part, whose mass is 1 − atom.
+            points: histogram(&sims, if c > 1.0 { 0.9 * a } else { 0.0 }, b * 1.05, 80),
+            color: 1,
+            markers: true,
+            ..Default::default()
+        });
+    }
+    let fig = Figure {
+        title: format!("Marchenko–Pastur law (tutorial eq. 68), aspect ratio c = {c}"),
+        panels: vec![Panel {
+            title: "eigenvalues of XXᵀ, X n×m with N(0, 1/m) entries".into(),
+            x_label: "λ".into(),
+            y_label: "density".into(),
+            series,
+            ref_lines: vec![RefLine { value: b, label: "edge (1+√c)²".into(), vertical: true }],
+            legend_right: true,
+            ..Default::default()
+        }],
+        columns: 1,
+        panel_size: (760, 480),
+    };
+    files.extend(save_figure(&fig, &out.join("mp"))?);
+    Ok(files)
+}
+
+/// Classical BBP: outlier vs spike strength θ, for the spiked Wigner (eigenvalues) or
+/// rectangular (singular values) model, with simulations.
+pub fn bbp(
+    rectangular: bool,
+    c: f64,
+    thetas: &[f64],
+    simulate_n: Option<usize>,
+    seeds: u64,
+    out: &Path,
+    quiet: bool,
+) -> Result<Vec<PathBuf>> {
+    prepare(out)?;
+    let (edge, threshold) =
+        if rectangular { (MarchenkoPastur::new(c).singular_edges().1, c.powf(0.25)) } else { (2.0, 1.0) };
+    let predict = |t: f64| -> Option<f64> {
+        if rectangular { rectangular_spike_outlier(t, c) } else { spiked_wigner_outliers(1.0, &[t]).first().copied() }
+    };
+    let pb = bar((thetas.len() as u64) * if simulate_n.is_some() { seeds } else { 0 }, quiet, "simulating");
+    let mut table = String::from("theta,predicted,edge,simulated_mean,simulated_sd\n");
+    let mut sim_points = Vec::new();
+    let mut sim_err = Vec::new();
+    println!(
+        "{} BBP: edge {edge:.5}, threshold θ = {threshold:.5}",
+        if rectangular { "rectangular" } else { "Wigner" }
+    );
+    println!("{:>8} {:>10} {:>18}", "θ", "predicted", "simulated");
+    for &t in thetas {
+        let p = predict(t);
+        let sim = simulate_n.map(|n| {
+            let tops: Vec<f64> = (0..seeds)
+                .map(|seed| {
+                    pb.inc(1);
+                    if rectangular { simulate_rect_spike(t, c, n, seed) } else { simulate_wigner_spike(t, n, seed) }
+                })
+                .collect();
+            mean_sd(&tops)
+        });
+        if let Some((m, sd)) = sim {
+            sim_points.push((t, m));
+            sim_err.push(sd);
+        }
+        table.push_str(&format!(
+            "{t},{},{edge},{},{}\n",
+            p.map(|v| v.to_string()).unwrap_or_default(),
+            sim.map(|s| s.0.to_string()).unwrap_or_default(),
+            sim.map(|s| s.1.to_string()).unwrap_or_default()
+        ));
+        println!(
+            "{t:>8.3} {:>10} {:>18}",
+            p.map(|v| format!("{v:.5}")).unwrap_or_else(|| "(none)".into()),
+            sim.map(|(m, s)| format!("{m:.5} ± {s:.5}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    pb.finish_and_clear();
+    let name = if rectangular { "bbp-rectangular" } else { "bbp-wigner" };
+    let mut files = vec![write_text(&out.join(format!("{name}.csv")), &table)?];
+    let tmax = thetas.iter().cloned().fold(threshold * 2.0, f64::max);
+    let curve: Vec<(f64, f64)> =
+        (0..=300).map(|i| 0.01 + tmax * i as f64 / 300.0).map(|t| (t, predict(t).unwrap_or(edge))).collect();
+    let mut series = vec![Series { label: "prediction".into(), points: curve, color: 0, ..Default::default() }];
+    if !sim_points.is_empty() {
+        series.push(Series {
+            label: format!("simulated top value, N = {}, {seeds} seeds", simulate_n.unwrap_or(0)),
+            points: sim_points,
+            color: 1,
+            markers: true,
+            y_err: sim_err,
+            ..Default::default()
+        });
+    }
+    let fig = Figure {
+        title: if rectangular {
+            format!("Rectangular BBP (Benaych-Georges–Nadakuditi), c = {c}")
+        } else {
+            "Spiked Wigner BBP (tutorial eqs. 92–94)".into()
+        },
+        panels: vec![Panel {
+            title: if rectangular {
+                "top singular value of X + θuvᵀ".into()
+            } else {
+                "top eigenvalue of M₀ + θuuᵀ".into()
+            },
+            x_label: "spike strength θ".into(),
+            y_label: "outlier".into(),
+            series,
+            ref_lines: vec![
+                RefLine { value: edge, label: "bulk edge".into(), vertical: false },
+                RefLine { value: threshold, label: "threshold".into(), vertical: true },
+            ],
+            ..Default::default()
+        }],
+        columns: 1,
+        panel_size: (760, 480),
+    };
+    files.extend(save_figure(&fig, &out.join(name))?);
+    Ok(files)
+}
+
+/// Top eigenvalue of M₀ + θuuᵀ (GOE M₀, unit u).
+pub fn simulate_wigner_spike(theta: f64, n: usize, seed: u64) -> f64 {
+    let mut m = simulate::goe(n, seed);
+    let u = simulate::unit_vector(n, seed, 0);
+    for i in 0..n {
+        for j in 0..n {
+            m[(i, j)] += theta * u[i] * u[j];
+        }
+    }
+    simulate::eigenvalues_desc(&m)[0]
+}
+
+/// Top singular value of X + θuvᵀ, X of n rows and round(n/c) columns with N(0, 1/cols).
+pub fn simulate_rect_spike(theta: f64, c: f64, n: usize, seed: u64) -> f64 {
+    let m = ((n as f64) / c).round() as usize;
+    let mut x = simulate::gaussian(n, m, seed);
+    let (u, v) = (simulate::unit_vector(n, seed, 0), simulate::unit_vector(m, seed, 1));
+    for i in 0..n {
+        for j in 0..m {
+            x[(i, j)] += theta * u[i] * v[j];
+        }
+    }
+    x.singular_values().map(|s| s[0]).unwrap_or(f64::NAN)
+}
+
+/// The endogenous Wigner model: outliers vs S (two-level DMFT, naive rule, simulation), and
+/// the bulk at the last S.
+pub fn wigner(
+    model: &EndogenousWigner,
+    steps: usize,
+    simulate_n: Option<usize>,
+    seeds: u64,
+    every: usize,
+    out: &Path,
+    quiet: bool,
+) -> Result<Vec<PathBuf>> {
+    prepare(out)?;
+    let lvl = model.level_one(steps);
+    let mut table = String::from("S,method,rank,z\n");
+    let mut two_level: Vec<Vec<f64>> = Vec::new();
+    let mut naive: Vec<Vec<f64>> = Vec::new();
+    for s in 1..=steps {
+        let o = model.outliers(&lvl, s);
+        let n = model.naive_outliers(&lvl, s);
+        for (r, z) in o.upper.iter().chain(&o.lower).enumerate() {
+            table.push_str(&format!("{s},two-level,{r},{z}\n"));
+        }
+        for (r, z) in n.iter().enumerate() {
+            table.push_str(&format!("{s},naive,{r},{z}\n"));
+        }
+        two_level.push(o.upper);
+        naive.push(n);
+    }
+    let mut files = vec![write_text(&out.join("wigner-outliers.csv"), &table)?];
+    let sim_s: Vec<usize> = (1..=steps).filter(|s| s % every.max(1) == 0 || *s == steps).collect();
+    let mut sim_top: Vec<Vec<f64>> = vec![Vec::new(); sim_s.len()];
+    let mut last_bulk: Vec<f64> = Vec::new();
+    if let Some(n) = simulate_n {
+        let pb = bar(seeds, quiet, "simulating");
+        let mut sim_table = String::from("S,seed,rank,eigenvalue\n");
+        for seed in 0..seeds {
+            let eig = simulate::endogenous_wigner(model, n, &sim_s, seed);
+            for (k, (s, e)) in sim_s.iter().zip(&eig).enumerate() {
+                sim_top[k].push(e[0]);
+                for (r, v) in e.iter().take(5).enumerate() {
+                    sim_table.push_str(&format!("{s},{seed},{r},{v}\n"));
+                }
+            }
+            if let Some(e) = eig.last() {
+                last_bulk.extend(e.iter().copied());
+            }
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        files.push(write_text(&out.join("wigner-simulated.csv"), &sim_table)?);
+    }
+    println!("Endogenous Wigner: γ = {}, η = {}, σ₀² = {}", model.gamma, model.eta, model.init_variance);
+    println!("{:>4} {:>11} {:>11} {:>18}", "S", "two-level", "naive", "simulated top");
+    for (k, s) in sim_s.iter().enumerate() {
+        let fmt = |v: Option<&f64>| v.map(|x| format!("{x:.5}")).unwrap_or_else(|| "(none)".into());
+        let sim = (!sim_top[k].is_empty()).then(|| mean_sd(&sim_top[k]));
+        println!(
+            "{s:>4} {:>11} {:>11} {:>18}",
+            fmt(two_level[s - 1].first()),
+            fmt(naive[s - 1].first()),
+            sim.map(|(m, sd)| format!("{m:.5} ± {sd:.5}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    // Figure: trajectories and the bulk.
+    let max_rank = two_level.iter().map(Vec::len).max().unwrap_or(0).min(6);
+    let mut series = Vec::new();
+    for r in 0..max_rank {
+        let pts: Vec<(f64, f64)> =
+            two_level.iter().enumerate().filter_map(|(i, o)| o.get(r).map(|z| ((i + 1) as f64, *z))).collect();
+        series.push(Series {
+            label: if r == 0 { "two-level DMFT (eq. 107)".into() } else { String::new() },
+            points: pts,
+            color: 0,
+            ..Default::default()
+        });
+    }
+    let naive_top: Vec<(f64, f64)> =
+        naive.iter().enumerate().filter_map(|(i, o)| o.first().map(|z| ((i + 1) as f64, *z))).collect();
+    series.push(Series {
+        label: "naive rule (eq. 102)".into(),
+        points: naive_top,
+        color: 1,
+        dashed: true,
+        ..Default::default()
+    });
+    if simulate_n.is_some() {
+        let (pts, err): (Vec<(f64, f64)>, Vec<f64>) = sim_s
+            .iter()
+            .zip(&sim_top)
+            .map(|(s, t)| {
+                let (m, sd) = mean_sd(t);
+                ((*s as f64, m), sd)
+            })
+            .unzip();
+        series.push(Series {
+            label: format!("simulation N = {}, {seeds} seeds", simulate_n.unwrap_or(0)),
+            points: pts,
+            color: 2,
+            markers: true,
+            y_err: err,
+            ..Default::default()
+        });
+    }
+    let mut panels = vec![Panel {
+        title: "outlier eigenvalues of M_S".into(),
+        x_label: "spike steps S".into(),
+        y_label: "eigenvalue".into(),
+        series,
+        ref_lines: vec![RefLine { value: 2.0, label: "bulk edge 2".into(), vertical: false }],
+        ..Default::default()
+    }];
+    if !last_bulk.is_empty() {
+        let sc = Semicircle;
+        let curve: Vec<(f64, f64)> =
+            (0..=200).map(|i| -2.0 + 4.0 * i as f64 / 200.0).map(|x| (x, sc.density(x))).collect();
+        panels.push(Panel {
+            title: format!("bulk of M_S at S = {steps}"),
+            x_label: "eigenvalue".into(),
+            y_label: "density".into(),
+            series: vec![
+                Series { label: "semicircle (eq. 44)".into(), points: curve, color: 0, ..Default::default() },
+                Series {
+                    label: "simulated".into(),
+                    points: histogram(&last_bulk, -2.5, 2.5, 60),
+                    color: 2,
+                    markers: true,
+                    ..Default::default()
+                },
+            ],
+            legend_right: true,
+            ..Default::default()
+        });
+    }
+    let fig = Figure {
+        title: format!("Endogenously spiked Wigner matrix (tutorial §11.1): γ = {}, η = {}", model.gamma, model.eta),
+        columns: panels.len(),
+        panels,
+        panel_size: (640, 460),
+    };
+    files.extend(save_figure(&fig, &out.join("wigner"))?);
+    Ok(files)
+}
