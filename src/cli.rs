@@ -86,6 +86,30 @@ Writes coord.csv (one row per parameterization, width, seed, step, layer), coord
 (growth from the narrowest to the widest network) and coord.png / coord.svg.")]
     CoordCheck(CoordArgs),
 
+    /// Weight spectra from a run's checkpoints, or from any safetensors file.
+    #[command(long_about = "\
+Weight spectra: every singular value of every weight matrix (conv kernels square-unfolded as in
+the paper's App. G.1), normalized so that an untrained matrix of the same shape fills the
+Marchenko–Pastur bulk [|1 − √c|, 1 + √c] (c = rows/cols; edge 2 for square matrices), the top-k
+values followed as identities across snapshots, outlier counts above the MP edge plus a
+Tracy–Widom margin, the top singular values of W(t) − W(0), and (runs) sharpness and the top
+NTK eigenvalue. Output: spectra.h5 (layout in docs/spectra-hdf5.md), spectra.csv, analysis.csv,
+plots/.
+
+  specdyn spectra runs/fig1                 recompute from the run's checkpoints (idempotent)
+  specdyn spectra --weights model.safetensors --out runs/ext [--layers attn,mlp]
+
+For external weights the initial variance is unknown, so each matrix's scale is fitted: the
+median nonzero singular value is matched to the MP median of its shape (marked scale_source =
+\"fitted\"). Training runs record spectra at every checkpoint automatically ([spectra] config).")]
+    Spectra(SpectraArgs),
+
+    /// Figures of a run or of external-weight spectra (PNG and SVG in DIR/plots/).
+    Plot {
+        /// A run directory, or the output directory of `specdyn spectra --weights`.
+        dir: PathBuf,
+    },
+
     /// Random-matrix and DMFT predictions next to finite-N simulations (tables, CSV, plots).
     Theory {
         #[command(subcommand)]
@@ -147,6 +171,31 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SpectraArgs {
+    /// Run directory whose checkpoints to analyse.
+    pub run: Option<PathBuf>,
+    /// An external safetensors file instead of a run.
+    #[arg(long, conflicts_with = "run")]
+    pub weights: Option<PathBuf>,
+    /// Output directory (with --weights).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Keep only tensors whose names contain one of these substrings (with --weights).
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<String>,
+    /// Largest singular values tracked per matrix (with --weights).
+    #[arg(long, default_value_t = 8)]
+    pub top_k: usize,
+    /// Outlier margin above the MP edge in Tracy–Widom units (with --weights).
+    #[arg(long, default_value_t = 4.0)]
+    pub margin: f64,
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Options shared by the theory commands.
@@ -269,6 +318,13 @@ where
         Command::Train(a) => cmd_train(a),
         Command::CoordCheck(a) => cmd_coord(a),
         Command::Theory { model } => cmd_theory(model),
+        Command::Spectra(a) => cmd_spectra(a),
+        Command::Plot { dir } => {
+            for f in crate::report::spectra::plot_run(&dir)? {
+                eprintln!("wrote {}", f.display());
+            }
+            Ok(0)
+        }
         Command::Config(a) => {
             let cfg = match &a.config {
                 Some(p) => RunConfig::load(p, &a.overrides)?,
@@ -445,6 +501,56 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
         }
     };
     for f in files {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(0)
+}
+
+fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
+    set_threads(a.device.threads);
+    let dir = match (&a.run, &a.weights) {
+        (Some(run), None) => {
+            let job = crate::spectra::record::RecomputeJob { run: run.clone(), quiet: a.quiet };
+            let (path, n) = dispatch(a.device.device, a.device.gpu, job)?;
+            eprintln!("wrote {} ({n} snapshots)", path.display());
+            run.clone()
+        }
+        (None, Some(w)) => {
+            let out = a.out.clone().ok_or_else(|| {
+                Error::config(
+                    "--weights needs --out DIR",
+                    "e.g. specdyn spectra --weights model.safetensors --out runs/ext",
+                )
+            })?;
+            if a.top_k == 0 || a.margin.is_nan() || a.margin < 0.0 {
+                return Err(Error::config("--top-k must be ≥ 1 and --margin ≥ 0", "the defaults are 8 and 4"));
+            }
+            let path = crate::spectra::record::external(w, &a.layers, a.top_k, a.margin, &out)?;
+            crate::spectra::record::write_csv(&path, &out)?;
+            eprintln!("wrote {}", path.display());
+            out
+        }
+        _ => {
+            return Err(Error::config(
+                "give a run directory or --weights FILE",
+                "e.g. `specdyn spectra runs/fig1` or `specdyn spectra --weights model.safetensors --out runs/ext`",
+            ));
+        }
+    };
+    let data = crate::spectra::h5::read(&dir.join("spectra.h5"))?;
+    let last = data.steps.len().saturating_sub(1);
+    println!("{:<28} {:>11} {:>8} {:>9} {:>9}", "matrix", "shape", "edge", "top", "outliers");
+    for m in &data.matrices {
+        println!(
+            "{:<28} {:>11} {:>8.4} {:>9.4} {:>9}",
+            m.name,
+            format!("{}×{}", m.rows, m.cols),
+            m.mp_edge,
+            m.top_values.get(last).and_then(|r| r.first()).copied().unwrap_or(f32::NAN),
+            m.outlier_count.get(last).copied().unwrap_or(0)
+        );
+    }
+    for f in crate::report::spectra::plot_run(&dir)? {
         eprintln!("wrote {}", f.display());
     }
     Ok(0)

@@ -101,6 +101,14 @@ fn sigkill_then_resume_is_bit_identical() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_same_state(&final_state(&reference), &final_state(&crashed));
     assert_eq!(metrics_without_time(&reference), metrics_without_time(&crashed));
+    // Spectra and curvature are rebuilt on resume and continue exactly.
+    for f in ["spectra.csv", "analysis.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(reference.join(f)).unwrap(),
+            std::fs::read_to_string(crashed.join(f)).unwrap(),
+            "{f}"
+        );
+    }
     let summary = std::fs::read_to_string(crashed.join("summary.json")).unwrap();
     assert!(summary.contains("\"completed\"") && summary.contains("resumed_from_step"), "{summary}");
 }

@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub spectra: SpectraConfig,
 }
 
 /// Which network family.
@@ -265,6 +267,40 @@ impl Default for CheckpointConfig {
     }
 }
 
+/// What is measured at checkpoints (written to `spectra.h5`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpectraConfig {
+    /// Record weight spectra at every checkpoint.
+    pub enabled: bool,
+    /// Largest singular values tracked per matrix (with identities across snapshots).
+    pub top_k: usize,
+    /// Outlier threshold above the MP edge, in Tracy–Widom units σ_TW.
+    pub outlier_margin: f64,
+    /// Top Hessian eigenvalue (sharpness) at checkpoints.
+    pub sharpness: bool,
+    /// Top eigenvalue of the empirical NTK on the training batch at checkpoints.
+    pub ntk: bool,
+    /// Also measure sharpness/NTK every this many steps (0: checkpoints only).
+    pub analysis_every: u64,
+    /// Lanczos iterations for the sharpness (each costs two gradient evaluations).
+    pub lanczos_steps: usize,
+}
+
+impl Default for SpectraConfig {
+    fn default() -> Self {
+        SpectraConfig {
+            enabled: true,
+            top_k: 8,
+            outlier_margin: 4.0,
+            sharpness: true,
+            ntk: true,
+            analysis_every: 0,
+            lanczos_steps: 15,
+        }
+    }
+}
+
 impl RunConfig {
     /// Read a TOML file, apply `--set` overrides, and validate.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
@@ -444,6 +480,17 @@ impl RunConfig {
             ));
         }
         positive_int("train.log_every", t.log_every as usize, "e.g. 10")?;
+        let sp = &self.spectra;
+        positive_int("spectra.top_k", sp.top_k, "e.g. 8")?;
+        if !(sp.outlier_margin >= 0.0 && sp.outlier_margin.is_finite()) {
+            return Err(Error::config(
+                format!("spectra.outlier_margin = {} must be a finite number ≥ 0", sp.outlier_margin),
+                "it is in Tracy–Widom units above the MP edge; 4 is the default",
+            ));
+        }
+        if sp.lanczos_steps < 2 {
+            return Err(Error::config("spectra.lanczos_steps must be at least 2", "20 is the default"));
+        }
         Ok(())
     }
 }

@@ -248,6 +248,12 @@ impl<B: Kernels> Mlp<B> {
         ForwardCache { inputs, derivatives: derivs, output }
     }
 
+    /// A copy whose parameters are `params + scale · direction` (one tensor per parameter).
+    pub fn perturbed(&self, direction: &[Tensor<B, 2>], scale: f64) -> Self {
+        let params = self.params.iter().zip(direction).map(|(p, d)| p.clone() + d.clone().mul_scalar(scale)).collect();
+        Mlp { spec: self.spec.clone(), info: self.info.clone(), params }
+    }
+
     /// The network output f(x), shape [batch, C].
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.forward_cache(x, false).output
@@ -266,32 +272,61 @@ impl<B: Kernels> Mlp<B> {
         Trace { preactivations, output }
     }
 
-    /// Loss L = (1/2B) Σ_μc (f_μc − y_μc)² and its gradient for every parameter (in
-    /// [`MlpSpec::params`] order), by back-propagation.
-    pub fn gradients(&self, x: Tensor<B, 2>, y: Tensor<B, 2>) -> (f64, Vec<Tensor<B, 2>>) {
-        let depth = self.spec.depth;
-        let batch = x.dims()[0] as f64;
-        let ForwardCache { mut inputs, mut derivatives, output } = self.forward_cache(x, true);
-        let err = output - y; // [batch, C]
-        let loss = scalar(err.clone().powi_scalar(2).sum()) * 0.5 / batch;
-        let mut grads: Vec<Option<Tensor<B, 2>>> = vec![None; self.params.len()];
-        let mut delta = err.mul_scalar(1.0 / batch); // δ_L = ∂L/∂f
-        for l in (0..=depth).rev() {
-            let m = self.info[l].rule.multiplier;
+    /// Back-propagate `delta` = ∂(·)/∂f from the output: calls `visit(ℓ, a_ℓ, δ_ℓ)` for
+    /// ℓ = L, …, 0 with the input a_ℓ of W^ℓ and the signal δ_ℓ = ∂(·)/∂z_ℓ (eq. 79).
+    fn backward(
+        &self,
+        cache: ForwardCache<B>,
+        delta: Tensor<B, 2>,
+        mut visit: impl FnMut(usize, Tensor<B, 2>, &Tensor<B, 2>),
+    ) {
+        let ForwardCache { mut inputs, mut derivatives, .. } = cache;
+        let mut delta = delta;
+        for l in (0..=self.spec.depth).rev() {
             let a = inputs.pop().expect("one input per layer");
-            grads[l] = Some(B::matmul_tn(&a, &delta, m)); // [fan_in, fan_out]
-            if self.spec.bias && l < depth {
-                grads[depth + 1 + l] = Some(delta.clone().sum_dim(0)); // [1, N]
-            }
+            visit(l, a, &delta);
             if l > 0 {
-                let back = B::matmul_nt(&delta, &self.params[l], m); // [batch, fan_in]
+                let back = B::matmul_nt(&delta, &self.params[l], self.info[l].rule.multiplier); // [batch, fan_in]
                 delta = match derivatives.pop().expect("one derivative per hidden layer") {
                     Some(d) => B::hadamard(back, &d),
                     None => back,
                 };
             }
         }
+    }
+
+    /// Loss L = (1/2B) Σ_μc (f_μc − y_μc)² and its gradient for every parameter (in
+    /// [`MlpSpec::params`] order), by back-propagation.
+    pub fn gradients(&self, x: Tensor<B, 2>, y: Tensor<B, 2>) -> (f64, Vec<Tensor<B, 2>>) {
+        let depth = self.spec.depth;
+        let batch = x.dims()[0] as f64;
+        let cache = self.forward_cache(x, true);
+        let err = cache.output.clone() - y; // [batch, C]
+        let loss = scalar(err.clone().powi_scalar(2).sum()) * 0.5 / batch;
+        let mut grads: Vec<Option<Tensor<B, 2>>> = vec![None; self.params.len()];
+        let bias = self.spec.bias;
+        self.backward(cache, err.mul_scalar(1.0 / batch), |l, a, delta| {
+            grads[l] = Some(B::matmul_tn(&a, delta, self.info[l].rule.multiplier)); // [fan_in, fan_out]
+            if bias && l < depth {
+                grads[depth + 1 + l] = Some(delta.clone().sum_dim(0)); // [1, N]
+            }
+        });
         (loss, grads.into_iter().map(|g| g.expect("every parameter gets a gradient")).collect())
+    }
+
+    /// Per-sample Jacobian factors of output `c`: for every weight W^ℓ the inputs a_ℓ
+    /// ([batch, fan_in]) and the signals δ_ℓ = ∂f_c/∂z_ℓ ([batch, fan_out]), so that
+    /// ∂f_c(x_μ)/∂W^ℓ = m_ℓ a_ℓ[μ] ⊗ δ_ℓ[μ] (and ∂f_c/∂b_ℓ = δ_ℓ[μ]). Listed ℓ = 0, …, L.
+    pub fn jacobian_factors(&self, x: Tensor<B, 2>, c: usize) -> Vec<(Tensor<B, 2>, Tensor<B, 2>)> {
+        let cache = self.forward_cache(x, true);
+        let [batch, outputs] = cache.output.dims();
+        let mut onehot = vec![0.0f32; batch * outputs];
+        (0..batch).for_each(|i| onehot[i * outputs + c] = 1.0);
+        let delta = Tensor::from_data(TensorData::new(onehot, [batch, outputs]), &cache.output.device());
+        let mut out = Vec::with_capacity(self.spec.depth + 1);
+        self.backward(cache, delta, |_, a, d| out.push((a, d.clone())));
+        out.reverse();
+        out
     }
 }
 

@@ -1,34 +1,23 @@
-//! Spectra of weight matrices.
+//! Spectra of weight matrices over training (theory map: what the outlier theory predicts).
 //!
-//! Matrices arrive as row-major f32 (checkpoint layout); the linear algebra runs in f64 with
-//! faer (pure Rust, no LAPACK to install).
+//! - [`matrix`]: singular values (f64 Gram eigenvalues), randomized top-k triplets, the square
+//!   unfolding of conv kernels (paper App. G.1, eq. 413).
+//! - [`normalize`]: the normalization convention, the MP edge and the Tracy–Widom outlier
+//!   margin (written once, used everywhere).
+//! - [`tracking`]: identities of singular directions across snapshots.
+//! - [`snapshot`]: every matrix of a run at one snapshot.
+//! - [`curvature`]: sharpness and the top NTK eigenvalue, raw and LR-scaled.
+//! - [`h5`]: the `spectra.h5` layout that h5py reads.
+//! - [`record`]: writing it during training, on resume, from checkpoints, for external files.
 
-use faer::Mat;
+pub mod curvature;
+pub mod h5;
+pub mod matrix;
+pub mod normalize;
+pub mod record;
+pub mod snapshot;
+pub mod tracking;
 
-/// A dense matrix in f64, copied from row-major data.
-pub fn to_faer(data: &[f32], rows: usize, cols: usize) -> Mat<f64> {
-    Mat::from_fn(rows, cols, |i, j| data[i * cols + j] as f64)
-}
-
-/// All singular values, largest first.
-pub fn singular_values(data: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let m = to_faer(data, rows, cols);
-    m.singular_values().unwrap_or_else(|_| vec![f64::NAN; rows.min(cols)])
-}
-
-/// Largest singular value ‖W‖₂.
-pub fn spectral_norm(data: &[f32], rows: usize, cols: usize) -> f64 {
-    singular_values(data, rows, cols).first().copied().unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn singular_values_of_a_known_matrix() {
-        // [[3, 0], [4, 5]] has singular values √45 and √5.
-        let s = singular_values(&[3.0, 0.0, 4.0, 5.0], 2, 2);
-        assert!((s[0] - 45f64.sqrt()).abs() < 1e-12 && (s[1] - 5f64.sqrt()).abs() < 1e-12, "{s:?}");
-    }
-}
+pub use matrix::{singular_values, spectral_norm, square_unfold, top_triplets};
+pub use normalize::{Normalization, ScaleSource};
+pub use snapshot::{MatrixSnapshot, MatrixSpec, SpectraState};

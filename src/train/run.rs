@@ -17,6 +17,8 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::model::LayerKind;
+use crate::spectra::h5::AnalysisRow;
+use crate::spectra::record::SpectraRecorder;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -68,6 +70,9 @@ pub struct Summary {
     /// Steps per second in the last segment.
     pub steps_per_s: f64,
     pub resumed_from_step: Option<u64>,
+    /// Seconds spent on spectra and curvature (part of duration_s).
+    #[serde(default)]
+    pub spectra_s: f64,
 }
 
 /// Options of `specdyn train` that are not part of the run's config.
@@ -110,6 +115,9 @@ impl RunDir {
     }
     pub fn latest_path(&self) -> PathBuf {
         self.checkpoints_dir().join("latest.safetensors")
+    }
+    pub fn spectra_path(&self) -> PathBuf {
+        self.root.join("spectra.h5")
     }
 
     /// The effective config stored in the directory.
@@ -183,7 +191,7 @@ impl RunDir {
                 ));
             }
             if is_run {
-                for f in [self.config_path(), self.metrics_path(), self.summary_path()] {
+                for f in [self.config_path(), self.metrics_path(), self.summary_path(), self.spectra_path()] {
                     let _ = std::fs::remove_file(f);
                 }
                 let _ = std::fs::remove_dir_all(self.checkpoints_dir());
@@ -323,6 +331,16 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         .open(dir.metrics_path())
         .map_err(|e| Error::io("open", &dir.metrics_path(), e))?;
 
+    let mut spectra = if !config.spectra.enabled {
+        None
+    } else if opts.resume {
+        let ckpts = crate::spectra::record::step_checkpoints(out);
+        Some(SpectraRecorder::resume(&dir.spectra_path(), &config, &trainer.data, &ckpts, trainer.step)?)
+    } else {
+        Some(SpectraRecorder::create(&dir.spectra_path(), &config, &trainer.data)?)
+    };
+    let analysis_wanted = config.spectra.enabled && (config.spectra.sharpness || config.spectra.ntk);
+
     let total = config.train.steps;
     let checkpoint_steps: BTreeSet<u64> = log_spaced_steps(total, config.checkpoint.per_decade).into_iter().collect();
     let is_log = |t: u64| t.is_multiple_of(config.train.log_every) || t == total || checkpoint_steps.contains(&t);
@@ -341,6 +359,7 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         duration_s: elapsed_before,
         steps_per_s: 0.0,
         resumed_from_step: resumed_from,
+        spectra_s: 0.0,
     };
     write_summary(&dir, &summary)?;
 
@@ -377,15 +396,31 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         }
         summary.last_finite_loss = Some(loss);
         summary.final_train_loss = Some(loss);
-        let ckpt_path = if checkpoint_steps.contains(&t) {
-            Some(dir.checkpoint_path(t))
+        if checkpoint_steps.contains(&t) {
+            let ckpt = trainer.to_checkpoint(elapsed(&start), reference);
+            ckpt.save(&dir.checkpoint_path(t))?;
+            if let Some(rec) = spectra.as_mut() {
+                rec.record(t, &ckpt.tensors)?;
+            }
         } else if config.checkpoint.latest_every > 0 && t > 0 && t.is_multiple_of(config.checkpoint.latest_every) {
-            Some(dir.latest_path())
-        } else {
-            None
-        };
-        if let Some(p) = ckpt_path {
-            trainer.to_checkpoint(elapsed(&start), reference).save(&p)?;
+            trainer.to_checkpoint(elapsed(&start), reference).save(&dir.latest_path())?;
+        }
+        let every = config.spectra.analysis_every;
+        if analysis_wanted && (checkpoint_steps.contains(&t) || (every > 0 && t.is_multiple_of(every))) {
+            let t0 = Instant::now();
+            let c = trainer.curvature();
+            let lr = config.optimizer.lr * crate::train::schedule_factor(&config.optimizer, t, total);
+            let row = AnalysisRow {
+                step: t,
+                sharpness: c.sharpness,
+                lr_sharpness: c.lr_sharpness,
+                ntk_top: c.ntk_top,
+                lr_ntk_top: c.lr_ntk_top,
+                learning_rate: lr,
+            };
+            if let Some(rec) = spectra.as_mut() {
+                rec.record_analysis(&row, t0.elapsed().as_secs_f64())?;
+            }
         }
         if t >= total {
             summary.status = RunStatus::Completed;
@@ -396,6 +431,13 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         bar.set_message(format!("loss {loss:.4e}"));
     }
     bar.finish_and_clear();
+    if let Some(rec) = &spectra {
+        summary.spectra_s = rec.seconds;
+        if summary.status == RunStatus::Completed {
+            crate::spectra::record::write_csv(&rec.path, out)?;
+            crate::report::spectra::plot_run(out)?;
+        }
+    }
     summary.steps_completed = trainer.step;
     summary.duration_s = elapsed(&start);
     let done = trainer.step.saturating_sub(start_step) as f64;

@@ -81,7 +81,7 @@ impl<B: Kernels> Trainer<B> {
     }
 
     /// The batch the current step trains on, as tensors.
-    fn batch(&self) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    pub fn batch(&self) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let t = &self.config.train;
         match self.data.batch(self.step, t.batch_size, self.config.seed) {
             Batch::Full => self.full_batch.clone().expect("a fixed dataset is uploaded at construction"),
@@ -121,6 +121,21 @@ impl<B: Kernels> Trainer<B> {
         let loss = g.loss;
         self.apply(g);
         loss
+    }
+
+    /// Sharpness and top NTK eigenvalue (raw and LR-scaled) on the current step's batch.
+    pub fn curvature(&self) -> crate::spectra::curvature::Curvature {
+        let (x, y) = self.batch();
+        let sp = &self.config.spectra;
+        crate::spectra::curvature::curvature(
+            &self.model,
+            &x,
+            &y,
+            &self.learning_rates(),
+            sp.lanczos_steps,
+            sp.sharpness,
+            sp.ntk,
+        )
     }
 
     /// Loss on the held-out test set, if there is one.
