@@ -147,3 +147,94 @@ pub fn bench_wigner(steps: usize, n: usize) -> WignerBenchResult {
         top_outlier: out.upper.first().copied().unwrap_or(f64::NAN),
     }
 }
+
+/// Time to compute every singular value of random f32 matrices (`specdyn bench svd`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SvdBenchResult {
+    pub rows: usize,
+    pub cols: usize,
+    pub threads: usize,
+    /// specdyn's method: eigenvalues of the f64 Gram matrix of the smaller side.
+    pub seconds: f64,
+    /// faer's f64 SVD (singular values only), for reference.
+    pub faer_svd_seconds: f64,
+}
+
+pub fn bench_svd(rows: usize, cols: usize) -> SvdBenchResult {
+    use crate::rng::{Purpose, normals, stream};
+    let data: Vec<f32> = normals(&mut stream(0, Purpose::Analysis, 0), rows * cols).into_iter().map(|v| v as f32).collect();
+    let best = |f: &dyn Fn()| (0..3).map(|_| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    }).fold(f64::INFINITY, f64::min);
+    let seconds = best(&|| {
+        std::hint::black_box(crate::spectra::singular_values(&data, rows, cols));
+    });
+    let faer_svd_seconds = best(&|| {
+        std::hint::black_box(crate::spectra::matrix::to_faer(&data, rows, cols).singular_values().ok());
+    });
+    SvdBenchResult { rows, cols, threads: rayon::current_num_threads(), seconds, faer_svd_seconds }
+}
+
+/// Cost of one curvature evaluation relative to one training step (`specdyn bench curvature`).
+#[derive(Clone, Debug, Serialize)]
+pub struct CurvatureBenchResult {
+    pub width: usize,
+    pub batch: usize,
+    pub step_ms: f64,
+    pub sharpness_ms: f64,
+    pub ntk_ms: f64,
+    pub lanczos_steps: usize,
+    pub sharpness_in_steps: f64,
+    pub ntk_in_steps: f64,
+}
+
+pub struct CurvatureBenchJob {
+    pub bench: TrainBench,
+}
+
+impl BackendJob for CurvatureBenchJob {
+    type Output = CurvatureBenchResult;
+
+    fn run<B: ComputeBackend>(self, device: B::Device) -> Result<CurvatureBenchResult> {
+        let b = &self.bench;
+        let mut cfg = RunConfig::default();
+        cfg.model.width = b.width;
+        cfg.model.depth = b.depth;
+        cfg.data.input_dim = b.input_dim;
+        cfg.data.train_size = b.batch;
+        cfg.data.test_size = 0;
+        cfg.optimizer.lr = 1e-3;
+        cfg.validate()?;
+        let mut trainer = Trainer::<B::InnerBackend>::new(cfg.clone(), device)?;
+        for _ in 0..b.warmup {
+            trainer.train_step();
+        }
+        let t = Instant::now();
+        for _ in 0..b.steps {
+            std::hint::black_box(trainer.train_step());
+        }
+        let step_ms = t.elapsed().as_secs_f64() * 1e3 / b.steps as f64;
+        let (x, y) = trainer.batch();
+        let rates = trainer.learning_rates();
+        let t = Instant::now();
+        let c = crate::spectra::curvature::curvature(&trainer.model, &x, &y, &rates, cfg.spectra.lanczos_steps, true, false);
+        let sharpness_ms = t.elapsed().as_secs_f64() * 1e3;
+        std::hint::black_box(c);
+        let t = Instant::now();
+        let c = crate::spectra::curvature::curvature(&trainer.model, &x, &y, &rates, cfg.spectra.lanczos_steps, false, true);
+        let ntk_ms = t.elapsed().as_secs_f64() * 1e3;
+        std::hint::black_box(c);
+        Ok(CurvatureBenchResult {
+            width: b.width,
+            batch: b.batch,
+            step_ms,
+            sharpness_ms,
+            ntk_ms,
+            lanczos_steps: cfg.spectra.lanczos_steps,
+            sharpness_in_steps: sharpness_ms / step_ms,
+            ntk_in_steps: ntk_ms / step_ms,
+        })
+    }
+}

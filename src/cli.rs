@@ -283,6 +283,22 @@ over --seeds) every --every steps, and the simulated bulk at the last S.")]
 
 #[derive(Subcommand, Debug)]
 pub enum BenchWhat {
+    /// Seconds to compute every singular value of random matrices (scripts/bench_spectra.py
+    /// compares with numpy).
+    Svd {
+        /// Shapes as ROWSxCOLS.
+        #[arg(long, value_delimiter = ',', default_values_t = vec!["1024x1024".to_string(), "2048x2048".into(), "4096x1024".into()])]
+        shapes: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Cost of one sharpness / NTK evaluation relative to one training step.
+    Curvature {
+        #[command(flatten)]
+        bench: TrainBench,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Endogenous-Wigner prediction time vs simulation time (one JSON line per S).
     Wigner {
         /// Spike steps S to time.
@@ -331,6 +347,23 @@ where
                 None => RunConfig::from_toml_str("", &a.overrides)?,
             };
             print!("{}", cfg.to_toml());
+            Ok(0)
+        }
+        Command::Bench { what: BenchWhat::Svd { shapes, threads } } => {
+            set_threads(threads);
+            for shape in shapes {
+                let dims: Vec<usize> = shape.split('x').filter_map(|v| v.parse().ok()).collect();
+                let [r, c] = dims[..] else {
+                    return Err(Error::config(format!("shape '{shape}' is not ROWSxCOLS"), "e.g. --shapes 1024x1024,4096x1024"));
+                };
+                println!("{}", serde_json::to_string(&crate::bench::bench_svd(r, c)).unwrap_or_default());
+            }
+            Ok(0)
+        }
+        Command::Bench { what: BenchWhat::Curvature { bench, device } } => {
+            set_threads(device.threads);
+            let r = dispatch(device.device, device.gpu, crate::bench::CurvatureBenchJob { bench })?;
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
             Ok(0)
         }
         Command::Bench { what: BenchWhat::Wigner { steps, n } } => {

@@ -277,9 +277,10 @@ pub struct SpectraConfig {
     pub top_k: usize,
     /// Outlier threshold above the MP edge, in Tracy–Widom units σ_TW.
     pub outlier_margin: f64,
-    /// Top Hessian eigenvalue (sharpness) at checkpoints.
+    /// Top Hessian eigenvalue (sharpness) at checkpoints: ≈ 55 training steps per evaluation
+    /// (Lanczos on finite-difference Hessian-vector products), so off by default.
     pub sharpness: bool,
-    /// Top eigenvalue of the empirical NTK on the training batch at checkpoints.
+    /// Top eigenvalue of the empirical NTK on the training batch at checkpoints (≈ 2 steps).
     pub ntk: bool,
     /// Also measure sharpness/NTK every this many steps (0: checkpoints only).
     pub analysis_every: u64,
@@ -293,7 +294,7 @@ impl Default for SpectraConfig {
             enabled: true,
             top_k: 8,
             outlier_margin: 4.0,
-            sharpness: true,
+            sharpness: false,
             ntk: true,
             analysis_every: 0,
             lanczos_steps: 15,

@@ -155,6 +155,23 @@ impl Kernels for Flex {
             .unwrap_or_else(|a| reference::hadamard(a, b))
     }
 
+    fn dot(a: &Tensor<Self, 2>, b: &Tensor<Self, 2>) -> f64 {
+        match (readable(a), readable(b)) {
+            (Some(fa), Some(fb)) if a.dims() == b.dims() => slice(&fa)
+                .par_chunks(CHUNK)
+                .zip(slice(&fb).par_chunks(CHUNK))
+                .map(|(x, y)| x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum::<f64>())
+                .sum(),
+            _ => reference::dot(a, b),
+        }
+    }
+
+    fn axpy(y: Tensor<Self, 2>, alpha: f64, x: &Tensor<Self, 2>) -> Tensor<Self, 2> {
+        let a = alpha as f32;
+        zip_update(y, x, |ys, xs| ys.iter_mut().zip(xs).for_each(|(y, x)| *y += a * x))
+            .unwrap_or_else(|y| reference::axpy(y, alpha, x))
+    }
+
     fn sgd(p: Tensor<Self, 2>, g: &Tensor<Self, 2>, lr: f64) -> Tensor<Self, 2> {
         let lr32 = lr as f32;
         zip_update(p, g, |ps, gs| ps.iter_mut().zip(gs).for_each(|(x, d)| *x -= lr32 * d))

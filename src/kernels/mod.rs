@@ -57,6 +57,16 @@ pub trait Kernels: Backend {
         reference::hadamard(a, b)
     }
 
+    /// `Σ a ⊙ b` in f64.
+    fn dot(a: &Tensor<Self, 2>, b: &Tensor<Self, 2>) -> f64 {
+        reference::dot(a, b)
+    }
+
+    /// `y + α x`.
+    fn axpy(y: Tensor<Self, 2>, alpha: f64, x: &Tensor<Self, 2>) -> Tensor<Self, 2> {
+        reference::axpy(y, alpha, x)
+    }
+
     /// `p − lr · g`.
     fn sgd(p: Tensor<Self, 2>, g: &Tensor<Self, 2>, lr: f64) -> Tensor<Self, 2> {
         reference::sgd(p, g, lr)
@@ -134,6 +144,14 @@ pub mod reference {
 
     pub fn hadamard<B: Backend>(a: Tensor<B, 2>, b: &Tensor<B, 2>) -> Tensor<B, 2> {
         a * b.clone()
+    }
+
+    pub fn dot<B: Backend>(a: &Tensor<B, 2>, b: &Tensor<B, 2>) -> f64 {
+        crate::model::scalar(a.clone().mul(b.clone()).sum())
+    }
+
+    pub fn axpy<B: Backend>(y: Tensor<B, 2>, alpha: f64, x: &Tensor<B, 2>) -> Tensor<B, 2> {
+        y + x.clone().mul_scalar(alpha)
     }
 
     pub fn sgd<B: Backend>(p: Tensor<B, 2>, g: &Tensor<B, 2>, lr: f64) -> Tensor<B, 2> {

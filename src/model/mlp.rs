@@ -250,7 +250,7 @@ impl<B: Kernels> Mlp<B> {
 
     /// A copy whose parameters are `params + scale · direction` (one tensor per parameter).
     pub fn perturbed(&self, direction: &[Tensor<B, 2>], scale: f64) -> Self {
-        let params = self.params.iter().zip(direction).map(|(p, d)| p.clone() + d.clone().mul_scalar(scale)).collect();
+        let params = self.params.iter().zip(direction).map(|(p, d)| B::axpy(p.clone(), scale, d)).collect();
         Mlp { spec: self.spec.clone(), info: self.info.clone(), params }
     }
 

@@ -17,7 +17,7 @@
 //!   an exact BC × BC matrix (f64 eigenvalues), skipped (NaN) when BC > 4096.
 
 use crate::kernels::Kernels;
-use crate::model::{Mlp, scalar, tensor_to_vec};
+use crate::model::{Mlp, tensor_to_vec};
 use crate::rng::{Purpose, normals, stream};
 use burn::tensor::{Tensor, TensorData};
 use faer::Mat;
@@ -34,11 +34,11 @@ pub struct Curvature {
 type Vector<B> = Vec<Tensor<B, 2>>;
 
 fn dot<B: Kernels>(a: &Vector<B>, b: &Vector<B>) -> f64 {
-    a.iter().zip(b).map(|(x, y)| scalar(x.clone().mul(y.clone()).sum())).sum()
+    a.iter().zip(b).map(|(x, y)| B::dot(x, y)).sum()
 }
 
 fn axpy<B: Kernels>(y: Vector<B>, a: f64, x: &Vector<B>) -> Vector<B> {
-    y.into_iter().zip(x).map(|(y, x)| y + x.clone().mul_scalar(a)).collect()
+    y.into_iter().zip(x).map(|(y, x)| B::axpy(y, a, x)).collect()
 }
 
 fn scale<B: Kernels>(x: Vector<B>, a: f64) -> Vector<B> {
