@@ -18,12 +18,23 @@ out = subprocess.run([str(ROOT / "target/release/specdyn"), "bench", "svd", "--t
                       "--shapes", ",".join(f"{r}x{c}" for r, c in shapes)], check=True, capture_output=True, text=True)
 ours = [json.loads(l) for l in out.stdout.splitlines()]
 rng = np.random.default_rng(0)
+
+
+def best_of_3(f):
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
 print(f"numpy {np.__version__}, {THREADS} threads")
 print("| shape | specdyn (s) | faer SVD f64 (s) | numpy f32 (s) | numpy f64 (s) | specdyn / numpy f32 |")
 print("|---|---:|---:|---:|---:|---:|")
 for (r, c), o in zip(shapes, ours):
     a = rng.standard_normal((r, c)).astype(np.float32)
-    t32 = min(_t for _t in (lambda: [(lambda t: (np.linalg.svd(a, compute_uv=False), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(3)])())
     b = a.astype(np.float64)
-    t64 = min((lambda t: (np.linalg.svd(b, compute_uv=False), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(3))
+    t32 = best_of_3(lambda: np.linalg.svd(a, compute_uv=False))
+    t64 = best_of_3(lambda: np.linalg.svd(b, compute_uv=False))
     print(f"| {r}×{c} | {o['seconds']:.3f} | {o['faer_svd_seconds']:.3f} | {t32:.3f} | {t64:.3f} | {o['seconds'] / t32:.2f} |")
