@@ -162,12 +162,17 @@ pub struct SvdBenchResult {
 
 pub fn bench_svd(rows: usize, cols: usize) -> SvdBenchResult {
     use crate::rng::{Purpose, normals, stream};
-    let data: Vec<f32> = normals(&mut stream(0, Purpose::Analysis, 0), rows * cols).into_iter().map(|v| v as f32).collect();
-    let best = |f: &dyn Fn()| (0..3).map(|_| {
-        let t = Instant::now();
-        f();
-        t.elapsed().as_secs_f64()
-    }).fold(f64::INFINITY, f64::min);
+    let data: Vec<f32> =
+        normals(&mut stream(0, Purpose::Analysis, 0), rows * cols).into_iter().map(|v| v as f32).collect();
+    let best = |f: &dyn Fn()| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
     let seconds = best(&|| {
         std::hint::black_box(crate::spectra::singular_values(&data, rows, cols));
     });
@@ -219,11 +224,27 @@ impl BackendJob for CurvatureBenchJob {
         let (x, y) = trainer.batch();
         let rates = trainer.learning_rates();
         let t = Instant::now();
-        let c = crate::spectra::curvature::curvature(&trainer.model, &x, &y, &rates, cfg.spectra.lanczos_steps, true, false);
+        let c = crate::spectra::curvature::curvature(
+            &trainer.model,
+            &x,
+            &y,
+            &rates,
+            cfg.spectra.lanczos_steps,
+            true,
+            false,
+        );
         let sharpness_ms = t.elapsed().as_secs_f64() * 1e3;
         std::hint::black_box(c);
         let t = Instant::now();
-        let c = crate::spectra::curvature::curvature(&trainer.model, &x, &y, &rates, cfg.spectra.lanczos_steps, false, true);
+        let c = crate::spectra::curvature::curvature(
+            &trainer.model,
+            &x,
+            &y,
+            &rates,
+            cfg.spectra.lanczos_steps,
+            false,
+            true,
+        );
         let ntk_ms = t.elapsed().as_secs_f64() * 1e3;
         std::hint::black_box(c);
         Ok(CurvatureBenchResult {

@@ -354,7 +354,10 @@ where
             for shape in shapes {
                 let dims: Vec<usize> = shape.split('x').filter_map(|v| v.parse().ok()).collect();
                 let [r, c] = dims[..] else {
-                    return Err(Error::config(format!("shape '{shape}' is not ROWSxCOLS"), "e.g. --shapes 1024x1024,4096x1024"));
+                    return Err(Error::config(
+                        format!("shape '{shape}' is not ROWSxCOLS"),
+                        "e.g. --shapes 1024x1024,4096x1024",
+                    ));
                 };
                 println!("{}", serde_json::to_string(&crate::bench::bench_svd(r, c)).unwrap_or_default());
             }
