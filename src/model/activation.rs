@@ -40,6 +40,29 @@ impl Activation {
         }
     }
 
+    /// (φ(h), φ'(h), φ''(h)) from one evaluation of the transcendental part.
+    pub fn eval_with_derivatives(self, h: f64) -> (f64, f64, f64) {
+        use std::f64::consts::PI;
+        match self {
+            Activation::Linear => (h, 1.0, 0.0),
+            Activation::Tanh => {
+                let t = h.tanh();
+                let d = 1.0 - t * t;
+                (t, d, -2.0 * t * d)
+            }
+            Activation::Relu => (h.max(0.0), f64::from(u8::from(h > 0.0)), 0.0),
+            Activation::Erf => {
+                let e = (-h * h).exp();
+                (erf(h), 2.0 / PI.sqrt() * e, -4.0 * h / PI.sqrt() * e)
+            }
+            Activation::Gelu => {
+                let pdf = (-0.5 * h * h).exp() / (2.0 * PI).sqrt();
+                let cdf = 0.5 * (1.0 + erf(h / std::f64::consts::SQRT_2));
+                (h * cdf, cdf + h * pdf, 2.0 * pdf - h * h * pdf)
+            }
+        }
+    }
+
     /// φ'(h) for one number.
     pub fn derivative(self, h: f64) -> f64 {
         let gauss = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
@@ -84,6 +107,10 @@ mod tests {
             for h in [-1.7, -0.3, 0.4, 2.2] {
                 let fd = (act.eval(h + 1e-6) - act.eval(h - 1e-6)) / 2e-6;
                 assert!((fd - act.derivative(h)).abs() < 1e-7, "{act:?} at {h}");
+                let (f, d1, d2) = act.eval_with_derivatives(h);
+                let fd2 = (act.derivative(h + 1e-6) - act.derivative(h - 1e-6)) / 2e-6;
+                assert!((f - act.eval(h)).abs() < 1e-15 && (d1 - act.derivative(h)).abs() < 1e-15, "{act:?}");
+                assert!((fd2 - d2).abs() < 1e-6, "{act:?} φ'' at {h}: {d2} vs {fd2}");
             }
         }
     }

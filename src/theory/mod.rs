@@ -6,6 +6,7 @@
 //! - [`simulate`]: the same random systems at finite N, the ground truth for every test.
 
 pub mod endogenous;
+pub mod network;
 pub mod rmt;
 pub mod roots;
 pub mod simulate;
