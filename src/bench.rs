@@ -259,3 +259,82 @@ impl BackendJob for CurvatureBenchJob {
         })
     }
 }
+
+/// Cost of the μP network DMFT and of its outlier roots (`specdyn bench dmft`).
+#[derive(Clone, Debug, Serialize)]
+pub struct DmftBenchResult {
+    pub depth: usize,
+    pub p: usize,
+    pub steps: usize,
+    pub samples: usize,
+    pub response_samples: usize,
+    /// Super-index size P·(T + 1).
+    pub size: usize,
+    pub solve_seconds: f64,
+    /// Peak resident memory of the process so far (Linux VmHWM), MiB.
+    pub peak_rss_mib: f64,
+    /// Outliers of every hidden matrix after every step 1..=T (shared compression).
+    pub outliers_all_steps_seconds: f64,
+    /// Modes kept by the compression (last hidden matrix).
+    pub modes_kept: usize,
+    /// The uncompressed 2S × 2S reduction at the last step, one matrix, S = P·T.
+    pub outliers_full_last_step_seconds: f64,
+    /// Largest |compressed − full| over the last step's outliers (normalized singular values).
+    pub compression_error: f64,
+    pub final_loss: f64,
+}
+
+/// Peak resident set size of this process in MiB (0 where /proc is unavailable).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Time the DMFT of the Fig.-1 network (configs/dmft-compare.toml's settings, L = 3, tanh)
+/// with P points over T steps, then its outliers.
+pub fn bench_dmft(
+    cfg: &crate::config::RunConfig,
+    opts: &crate::theory::network::DmftOptions,
+) -> crate::Result<DmftBenchResult> {
+    use crate::compare::prediction::OUTLIER_TOL;
+    use crate::theory::network::{MupProblem, solve};
+    use crate::theory::weight_outliers::outliers_over_time;
+    let pr = MupProblem::from_config(cfg)?;
+    let t = Instant::now();
+    let sol = solve(&pr, opts);
+    let solve_seconds = t.elapsed().as_secs_f64();
+    let steps: Vec<usize> = (1..=pr.steps).collect();
+    let t = Instant::now();
+    let all: Vec<Vec<Vec<f64>>> = (1..pr.depth).map(|l| outliers_over_time(&sol, l, &steps, OUTLIER_TOL)).collect();
+    let outliers_all_steps_seconds = t.elapsed().as_secs_f64();
+    let last = pr.depth - 1;
+    let op = sol.spike_order_parameters(last, pr.steps);
+    let modes_kept = op.compressed(OUTLIER_TOL).size();
+    let t = Instant::now();
+    let full = op.outliers();
+    let outliers_full_last_step_seconds = t.elapsed().as_secs_f64();
+    let comp = all[last - 1].last().cloned().unwrap_or_default();
+    let compression_error = if comp.len() == full.len() {
+        comp.iter().zip(&full).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+    } else {
+        f64::INFINITY
+    };
+    Ok(DmftBenchResult {
+        depth: pr.depth,
+        p: pr.p(),
+        steps: pr.steps,
+        samples: opts.samples,
+        response_samples: opts.response_samples,
+        size: pr.size(),
+        solve_seconds,
+        peak_rss_mib: peak_rss_mib(),
+        outliers_all_steps_seconds,
+        modes_kept,
+        outliers_full_last_step_seconds,
+        compression_error,
+        final_loss: sol.loss().last().copied().unwrap_or(f64::NAN),
+    })
+}

@@ -116,6 +116,26 @@ median nonzero singular value is matched to the MP median of its shape (marked s
         model: TheoryModel,
     },
 
+    /// The μP DMFT next to trained runs: loss, kernel alignment, hidden-weight outliers.
+    #[command(long_about = "\
+Compare trained runs with the infinite-width μP DMFT of their config (tutorial §8, §11.2;
+theory map T6–T7). The theory is solved once for the runs' shared config and cached in each
+run's theory/ (key.toml, loss.csv, outliers.csv, kernels.csv); runs may differ only in width
+and seed. Writes into --out (default: RUN/compare for a single run):
+  loss.csv        step, width, seeds, run mean/sd, theory ± Monte-Carlo error, relative gap
+  alignment.csv   kernel alignment of each run's Φˡ = φ(hˡ)φ(hˡ)ᵀ/N with the theory, per checkpoint
+  outliers.csv    top normalized singular value of each hidden matrix (run) vs the predicted
+                  outlier, with the MP edge
+  summary.csv     per width: max loss gap (where the loss > 1% of its start), min alignment,
+                  max outlier gap after escape
+  compare-loss.png/svg, compare-outliers.png/svg
+
+  specdyn train configs/dmft-compare.toml --out runs/cmp/N1024-s0 --set model.width=1024
+  specdyn compare runs/cmp/N*-s* --out results/dmft-compare
+
+The DMFT covers full-batch gradient descent of bias-free single-output MLPs (μP or NTK).")]
+    Compare(CompareArgs),
+
     /// Print the effective config (defaults, a file, and --set overrides) as TOML.
     Config(ConfigArgs),
 
@@ -171,6 +191,61 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+}
+
+/// Monte-Carlo settings of the μP DMFT.
+#[derive(Args, Debug, Clone)]
+pub struct DmftArgs {
+    /// Monte-Carlo samples of each layer's single-site process.
+    #[arg(long, default_value_t = 2000)]
+    pub samples: usize,
+    /// Samples whose Jacobians give the response functions.
+    #[arg(long, default_value_t = 200)]
+    pub response_samples: usize,
+    /// Independent solves averaged (≥ 2 gives Monte-Carlo error bars).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// Seed of the Monte-Carlo draws.
+    #[arg(long, default_value_t = 0)]
+    pub dmft_seed: u64,
+    /// Solve linear networks by Monte Carlo too (default: exactly).
+    #[arg(long)]
+    pub monte_carlo_linear: bool,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl DmftArgs {
+    fn options(&self) -> Result<crate::theory::network::DmftOptions> {
+        if self.samples < 2 || self.response_samples == 0 || self.replicas == 0 {
+            return Err(Error::config(
+                "--samples must be ≥ 2, --response-samples and --replicas ≥ 1",
+                "the defaults (2000, 200, 1) suit P ≈ 16, T ≈ 100",
+            ));
+        }
+        Ok(crate::theory::network::DmftOptions {
+            samples: self.samples,
+            response_samples: self.response_samples.min(self.samples),
+            replicas: self.replicas,
+            seed: self.dmft_seed,
+            exact_linear: !self.monte_carlo_linear,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories (one config at one or more widths and seeds).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output directory (default: RUN/compare when one run is given).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub dmft: DmftArgs,
 }
 
 #[derive(Args, Debug)]
@@ -279,6 +354,32 @@ over --seeds) every --every steps, and the simulated bulk at the last S.")]
         #[command(flatten)]
         common: TheoryCommon,
     },
+    /// Infinite-width DMFT of a μP MLP trained by gradient descent, with its weight outliers.
+    #[command(long_about = "\
+Infinite-width DMFT of a deep μP network trained by full-batch gradient descent (tutorial §8,
+eqs. 75–86; theory map T6) and the outliers of its hidden weights (§11.2, eqs. 108–111; T7),
+for the network, data and optimizer a run config describes (width and model seed drop out).
+The single-site processes are sampled by Monte Carlo and marched forward in time (exact for
+linear φ); responses are averaged derivatives. Writes loss.csv (step, train_loss, stderr),
+outliers.csv (step, matrix, rank, normalized singular value; MP edge 2), kernels.csv (P × P
+feature kernels Φˡ and the NTK at every step), key.toml and theory-mup.png/svg.
+
+  specdyn theory mup configs/dmft-compare.toml --out runs/theory-mup
+
+Cost grows like (P·T)²·T·(response samples): P = 16, T = 80 takes ~20 s on 2 cores.")]
+    Mup {
+        /// Run config (TOML).
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Output directory.
+        #[arg(long, short)]
+        out: PathBuf,
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        dmft: DmftArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,6 +409,21 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 2000)]
         n: usize,
     },
+    /// μP network DMFT: solve time and memory, outlier roots over all steps (one JSON line per T;
+    /// scripts/bench_dmft.py compares with numpy).
+    Dmft {
+        /// Run config whose network, data and optimizer to use.
+        #[arg(long, default_value = "configs/dmft-compare.toml")]
+        config: PathBuf,
+        /// Training points P.
+        #[arg(long, default_value_t = 10)]
+        p: usize,
+        /// Steps T to time (ascending: peak memory is the process's high-water mark).
+        #[arg(long, value_delimiter = ',', default_values_t = vec![25, 50, 100])]
+        steps: Vec<usize>,
+        #[command(flatten)]
+        dmft: DmftArgs,
+    },
     /// Milliseconds per training step of a μP tanh MLP (prints one JSON line).
     Train {
         #[command(flatten)]
@@ -333,6 +449,7 @@ where
     match cli.command {
         Command::Train(a) => cmd_train(a),
         Command::CoordCheck(a) => cmd_coord(a),
+        Command::Compare(a) => cmd_compare(a),
         Command::Theory { model } => cmd_theory(model),
         Command::Spectra(a) => cmd_spectra(a),
         Command::Plot { dir } => {
@@ -375,6 +492,15 @@ where
                     "{}",
                     serde_json::to_string(&crate::bench::bench_wigner(s.max(1), n.max(2))).unwrap_or_default()
                 );
+            }
+            Ok(0)
+        }
+        Command::Bench { what: BenchWhat::Dmft { config, p, steps, dmft } } => {
+            let opts = dmft.options()?;
+            set_threads(dmft.threads);
+            for t in steps {
+                let cfg = RunConfig::load(&config, &[format!("data.train_size={p}"), format!("train.steps={t}")])?;
+                println!("{}", serde_json::to_string(&crate::bench::bench_dmft(&cfg, &opts)?).unwrap_or_default());
             }
             Ok(0)
         }
@@ -535,7 +661,45 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             let model = crate::theory::EndogenousWigner { gamma, eta, init_variance: 1.0 };
             rep::wigner(&model, steps, common.simulate, common.seeds, every, &common.out, common.quiet)?
         }
+        TheoryModel::Mup { config, overrides, out, quiet, dmft } => {
+            let cfg = crate::config::RunConfig::load(&config, &overrides)?;
+            let opts = dmft.options()?;
+            set_threads(dmft.threads);
+            crate::compare::theory_alone(&cfg, &opts, &out, quiet)?
+        }
     };
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(0)
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<i32> {
+    let opts = a.dmft.options()?;
+    set_threads(a.dmft.threads);
+    let out = match (&a.out, a.runs.as_slice()) {
+        (Some(o), _) => o.clone(),
+        (None, [one]) => one.join("compare"),
+        (None, _) => {
+            return Err(Error::config(
+                "several runs need --out DIR for the comparison",
+                "e.g. specdyn compare runs/cmp/N*-s* --out results/dmft-compare",
+            ));
+        }
+    };
+    let (summary, files) = crate::compare::compare(&a.runs, &out, &opts, a.quiet)?;
+    println!("{:>7} {:>6} {:>13} {:>14} {:>16}", "width", "seeds", "max loss gap", "min alignment", "max outlier gap");
+    for s in &summary {
+        let gap = if s.outlier_steps > 0 { format!("{:.2}%", 100.0 * s.max_outlier_gap) } else { "no outlier".into() };
+        println!(
+            "{:>7} {:>6} {:>12.2}% {:>14.4} {:>16}",
+            s.width,
+            s.seeds,
+            100.0 * s.max_loss_gap,
+            s.min_alignment,
+            gap
+        );
+    }
     for f in files {
         eprintln!("wrote {}", f.display());
     }

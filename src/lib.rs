@@ -15,6 +15,9 @@
 //! | train | [`train`] | SGD/Adam with per-layer rates, the training loop, resume |
 //! | checkpoint | [`checkpoint`] | atomic, verified safetensors checkpoints at log-spaced steps |
 //! | diagnose | [`coord`] | the coordinate check across widths |
+//! | spectra | [`spectra`] | MP-normalized singular values, outliers, sharpness, HDF5 |
+//! | theory | [`theory`] | MP, BBP, the endogenous-spike DMFT, the μP network DMFT and its outliers |
+//! | compare | [`compare`] | the DMFT next to trained runs (loss, kernels, outliers) |
 //! | report | [`report`] | PNG/SVG figures |
 //!
 //! [`backend`] is the one place that names burn backends, [`kernels`] the backend extension
@@ -24,6 +27,7 @@ pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod coord;
 pub mod data;

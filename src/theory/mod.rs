@@ -10,6 +10,7 @@ pub mod network;
 pub mod rmt;
 pub mod roots;
 pub mod simulate;
+pub mod weight_outliers;
 
 pub use endogenous::{EndogenousWigner, LevelOne, Outliers};
 pub use rmt::{MarchenkoPastur, Semicircle, rectangular_spike_outlier, spiked_wigner_outliers};

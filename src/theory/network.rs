@@ -5,39 +5,53 @@
 //! N(0, σ²), loss L = (1/2P)Σ_μ(f_μ − y_μ)², Δ_μ = (y_μ − f_μ)/P, rate η = η₀γ²N (eq. 76).
 //! Super-index a = (t, μ), t = 0..=T (the weights after t updates), stored as a = tP + μ.
 //!
-//! **Single-site process of hidden layer ℓ** (derived from eqs. 77–84 by the cavity method; the
-//! factors are this crate's normalization, checked against trained networks):
+//! **Single-site process of hidden layer ℓ** (eqs. 77–84 written out by the cavity method for
+//! discrete-time gradient descent; the factors are this crate's normalization, checked against
+//! trained networks in `tests/theory_network.rs`):
 //!
 //! ```text
-//! h_a = u_a + Σ_{b: t_b<t_a} [σ²A^{ℓ−1}_{ab} + η₀γ Δ_b Φ^{ℓ−1}_{ab}] g_b        u ~ N(0, σ²Φ^{ℓ−1})
-//! z_a = r_a + Σ_{b: t_b≤t_a} σ²B^ℓ_{ab} φ_b + Σ_{b: t_b<t_a} η₀γ Δ_b G^{ℓ+1}_{ab} φ_b   r ~ N(0, σ²G^{ℓ+1})
+//! h_a = u_a + Σ_{b: t_b<t_a} K_h[a,b] g_b,   K_h[a,b] = σ²A^{ℓ−1}_{ab} + η₀γ Δ_b Φ^{ℓ−1}_{ab}     u ~ N(0, σ²Φ^{ℓ−1})
+//! z_a = r_a + Σ_{b: t_b≤t_a} K_z[a,b] φ_b,   K_z[a,b] = σ²B^ℓ_{ab} + [t_b<t_a] η₀γ Δ_b G^{ℓ+1}_{ab}   r ~ N(0, σ²G^{ℓ+1})
 //! φ_a = φ(h_a),   g_a = φ'(h_a) z_a
-//! Φ^ℓ = ⟨φφᵀ⟩,  G^ℓ = ⟨ggᵀ⟩,  A^ℓ = ⟨∂φ/∂r⟩,  B^{ℓ−1} = ⟨∂g/∂u⟩
+//! Φ^ℓ = ⟨φφᵀ⟩,  G^ℓ = ⟨ggᵀ⟩,  A^ℓ = ⟨∂φ/∂r⟩,  B^{ℓ−1} = ⟨∂g/∂u⟩        (R^φ, R^g of eq. 84)
 //! ```
 //!
-//! with Φ⁰ = K^x = xxᵀ/D (constant in time, no response term: x does not depend on W⁰), and
-//! for ℓ = L the field z is the readout weight w(t) itself: G^{L+1} ≡ 1, B^L = 0, r = w(0).
-//! The output is f_a = (1/γ)⟨w(t) φ^L_a⟩, whose w(0) part ⟨w(0)φ_a⟩ = Σ_j L_{aj}⟨∂φ_a/∂ε_j⟩
-//! comes from Stein's lemma (eq. 85: the response term plus η₀ΣΔΦ^L).
+//! with Φ⁰ = K^x = xxᵀ/D (constant in time, A⁰ = 0: x does not depend on W⁰), and for ℓ = L
+//! the field z is the readout weight w(t) itself: G^{L+1} ≡ 1, B^L = 0, r = w(0) for every a.
+//! The output f_a = (1/γ)⟨w(t_a)φ^L_a⟩ splits into the learned part η₀Σ_{t_b<t_a}Δ_bΦ^L_{ab}
+//! and ⟨w(0)φ_a⟩ = σ²⟨dφ_a/dw(0)⟩ by Stein's lemma (eq. 85), which keeps the O(γ) signal out of
+//! O(1) sampling noise.
 //!
-//! **Responses: exact derivatives in the retained eigenmodes.** The Gaussian sources are
-//! sampled as u = L_u ε, r = L_r ε' with L = V_kΛ_k^{1/2} from the eigenmodes of their covariance
-//! above `rank_tol`·λ_max (the first layer's u has rank ≤ P, the readout's r rank 1, exactly).
-//! Each sample's trajectory is differentiated along those k directions by forward-mode tangent
-//! propagation through the same causal recursion (the linearization uses φ'(h) and φ''(h)z), and
-//! the averages give A L_r and B L_u; then A = (A L_r) L_r⁺. This is the response restricted to
-//! the range of the covariance, which is exactly what the dynamics use (A^ℓ is only ever applied
-//! to g^{ℓ+1}, whose covariance is G^{ℓ+1}). Derivatives rather than Stein's lemma ⟨φ εᵀ⟩:
-//! Stein's estimate of a mode with eigenvalue λ has Monte-Carlo error ~ λ^{-1/2}/√M after
-//! un-scaling, the derivative's ~ |∂φ/∂r|/√M, so small modes stay quiet.
+//! **Solved by marching in time, not by iteration.** Every coupling is causal: h(t) needs g
+//! before t; z(t) needs φ up to t; A^{ℓ−1}(t, ·) needs layer ℓ−1 up to t; B^ℓ(t, ·) needs layer
+//! ℓ+1's g(t); f(t) needs Δ before t. So at each step t the layers are advanced bottom-up on the
+//! h side (φ(t), Φ(t, ·), A(t, ·)), then f(t) and Δ(t), then top-down on the z side (g(t),
+//! G(t, ·), B(t, ·)), and the order parameters of step t are final once computed. The damped
+//! whole-horizon fixed-point iteration of the published solvers is a Picard iteration on this
+//! causal system; its transients grow like (cT)^k/k! before they decay, and at γ₀ ≳ 1 over
+//! T ≳ 50 steps it did not converge in our trials, while marching is exact in one pass.
 //!
-//! **Linear φ** makes the process linear with sample-independent coefficients: one
-//! deterministic pass of the same propagation over the k directions gives the exact moments
-//! (no Monte Carlo), used to test the Monte-Carlo path.
+//! **Sampling causally.** The Gaussian sources must be drawn consistently with covariances that
+//! are only known up to the current step. With M samples, u^ℓ_i(t) = σ/√M Σ_j ξ_ij φ^{ℓ−1}_j(t)
+//! with a fixed Gaussian M × M matrix ξ is, given layer ℓ−1's samples, exactly Gaussian with
+//! covariance σ²Φ̂^{ℓ−1} (the sample estimate) jointly over all times, and it is available at step t
+//! (likewise r^ℓ from g^{ℓ+1} with an independent ξ'). The first layer's u = σ K^{x 1/2} ε and
+//! the readout's w(0) are fixed draws.
 //!
-//! **Fixed point**: start from the lazy solution (initial kernels, NTK dynamics of f), then
-//! update every layer from the previous iterate with damping until the relative change is
-//! below `tol`. Sampling uses common random numbers, so the iteration is a deterministic map.
+//! **Responses: averaged derivatives, by reverse mode.** A(t, ·) and B(t, ·) are the sample
+//! averages of the Jacobian of φ(t) (g(t)) with respect to the sources r (u), obtained by an
+//! adjoint sweep from step t back to 0 through the linearized process (coefficients φ'(h) and
+//! φ''(h)z of each sample), over `response_samples` samples. Derivatives rather than Stein's
+//! lemma ⟨φ rᵀ⟩C_r⁺: the Stein estimate carries O(1/√M) noise that C_r⁺ amplifies in weak modes,
+//! while a derivative's noise scales with the response itself. The Stein term of f uses
+//! forward-mode tangents along w(0) on all M samples (one direction, cheap).
+//!
+//! **Linear φ** makes the process Gaussian with sample-independent coefficients: the adjoint
+//! rows are the exact linear maps from the sources, and Φ = J_u C_u J_uᵀ + J_r C_r J_rᵀ exactly
+//! (no sampling), the reference the Monte-Carlo path is tested against.
+//!
+//! **Monte-Carlo error**: `replicas` independent solves; the solution is their mean and the
+//! loss carries the standard error of that mean.
 
 use crate::model::Activation;
 use crate::rng::{Purpose, normals, stream};
@@ -66,31 +80,20 @@ pub struct MupProblem {
 /// Solver settings.
 #[derive(Clone, Debug)]
 pub struct DmftOptions {
-    /// Monte-Carlo samples for kernels and outputs.
+    /// Monte-Carlo samples M of each layer's single-site process.
     pub samples: usize,
-    /// Samples whose tangents give the responses (derivative averages are low-variance).
+    /// Samples whose Jacobians give the response functions (their averages are low-variance).
     pub response_samples: usize,
-    /// Fraction of the new iterate mixed in.
-    pub damping: f64,
-    pub max_iterations: usize,
-    /// Stop when the largest relative change is below this.
-    pub tol: f64,
+    /// Independent solves averaged; their spread gives the Monte-Carlo error bars.
+    pub replicas: usize,
     pub seed: u64,
-    /// Eigenmodes of a source covariance below this fraction of the largest are dropped.
-    pub rank_tol: f64,
+    /// Solve linear φ exactly (false: by Monte Carlo, to test the sampler).
+    pub exact_linear: bool,
 }
 
 impl Default for DmftOptions {
     fn default() -> Self {
-        DmftOptions {
-            samples: 2000,
-            response_samples: 500,
-            damping: 0.6,
-            max_iterations: 60,
-            tol: 1e-4,
-            seed: 0,
-            rank_tol: 1e-9,
-        }
+        DmftOptions { samples: 2000, response_samples: 200, replicas: 1, seed: 0, exact_linear: true }
     }
 }
 
@@ -100,18 +103,19 @@ pub struct DmftSolution {
     pub problem: MupProblem,
     /// Φ^ℓ for ℓ = 1..=L (index ℓ−1), S × S.
     pub phi: Vec<Mat<f64>>,
-    /// G^ℓ for ℓ = 1..=L.
+    /// G^ℓ for ℓ = 1..=L (index ℓ−1).
     pub g: Vec<Mat<f64>>,
-    /// A^ℓ = ⟨∂φ^ℓ/∂r^ℓ⟩ for ℓ = 1..=L.
+    /// A^ℓ = ⟨∂φ^ℓ/∂r^ℓ⟩ for ℓ = 1..=L (index ℓ−1), strictly causal.
     pub a: Vec<Mat<f64>>,
-    /// B^ℓ = ⟨∂g^{ℓ+1}/∂u^{ℓ+1}⟩ for ℓ = 0..=L−1 (B⁰ is the first layer's, unused by the dynamics).
+    /// B^ℓ = ⟨∂g^{ℓ+1}/∂u^{ℓ+1}⟩ for ℓ = 0..L (index ℓ; B⁰ is not needed and left zero).
     pub b: Vec<Mat<f64>>,
     /// Outputs f[t][μ].
     pub f: Vec<Vec<f64>>,
-    /// Largest relative change per iteration.
-    pub residuals: Vec<f64>,
-    /// Monte-Carlo standard error of the train loss at each time (0 for the exact linear solve).
+    /// Standard error of the train loss at each time over the replicas (0 when exact, NaN with
+    /// one replica).
     pub loss_stderr: Vec<f64>,
+    /// Replicas averaged (0 for the exact linear solve).
+    pub replicas: usize,
 }
 
 impl MupProblem {
@@ -177,373 +181,109 @@ impl MupProblem {
     pub fn size(&self) -> usize {
         self.p() * self.times()
     }
-    fn time_of(&self, a: usize) -> usize {
-        a / self.p()
-    }
 }
 
 impl DmftSolution {
     /// Train loss L(t) = (1/2P)Σ_μ(f_μ(t) − y_μ)².
     pub fn loss(&self) -> Vec<f64> {
-        let y = &self.problem.y;
-        self.f
-            .iter()
-            .map(|ft| ft.iter().zip(y).map(|(f, y)| (f - y).powi(2)).sum::<f64>() / (2.0 * y.len() as f64))
-            .collect()
+        self.f.iter().map(|ft| train_loss(&self.problem.y, ft)).collect()
     }
 
     /// Δ_μ(t) = (y_μ − f_μ(t))/P.
     pub fn delta(&self) -> Vec<f64> {
-        deltas(&self.problem, &self.f)
+        let (p, y) = (self.problem.p(), &self.problem.y);
+        self.f.iter().flat_map(|ft| ft.iter().zip(y).map(move |(f, y)| (y - f) / p as f64)).collect()
     }
 
     /// The P × P block of Φ^ℓ at equal times t.
     pub fn phi_at(&self, layer: usize, t: usize) -> Mat<f64> {
-        let p = self.problem.p();
-        Mat::from_fn(p, p, |i, j| self.phi[layer - 1][(t * p + i, t * p + j)])
+        equal_time(&self.phi[layer - 1], self.problem.p(), t)
+    }
+
+    /// The P × P block of G^ℓ at equal times t.
+    pub fn g_at(&self, layer: usize, t: usize) -> Mat<f64> {
+        equal_time(&self.g[layer - 1], self.problem.p(), t)
+    }
+
+    /// The neural tangent kernel at step t (eq. 86 with the current kernels):
+    /// K = Σ_{ℓ=0}^{L} G^{ℓ+1} ⊙ Φ^ℓ, G^{L+1} ≡ 1, Φ⁰ = K^x.
+    pub fn ntk_at(&self, t: usize) -> Mat<f64> {
+        let pr = &self.problem;
+        let p = pr.p();
+        let phis: Vec<Mat<f64>> =
+            std::iter::once(pr.kx.clone()).chain((1..=pr.depth).map(|l| self.phi_at(l, t))).collect();
+        let gs: Vec<Mat<f64>> =
+            (1..=pr.depth).map(|l| self.g_at(l, t)).chain(std::iter::once(Mat::from_fn(p, p, |_, _| 1.0))).collect();
+        Mat::from_fn(p, p, |i, j| phis.iter().zip(&gs).map(|(f, g)| f[(i, j)] * g[(i, j)]).sum())
     }
 }
 
-fn deltas(pr: &MupProblem, f: &[Vec<f64>]) -> Vec<f64> {
-    let p = pr.p();
-    let mut d = vec![0.0; pr.size()];
-    for (t, ft) in f.iter().enumerate() {
-        for mu in 0..p {
-            d[t * p + mu] = (pr.y[mu] - ft[mu]) / p as f64;
-        }
-    }
-    d
+fn equal_time(m: &Mat<f64>, p: usize, t: usize) -> Mat<f64> {
+    Mat::from_fn(p, p, |i, j| m[(t * p + i, t * p + j)])
 }
 
-/// `V_k Λ_k^{1/2}` for the eigenmodes of a covariance above `tol`·λ_max (S × k).
+/// (1/2P)Σ_μ(f_μ − y_μ)².
+fn train_loss(y: &[f64], f: &[f64]) -> f64 {
+    f.iter().zip(y).map(|(f, y)| (f - y).powi(2)).sum::<f64>() / (2.0 * y.len() as f64)
+}
+
+/// `V_k Λ_k^{1/2}` for the eigenmodes of a symmetric PSD matrix above `tol`·λ_max (n × k).
 pub fn low_rank_sqrt(c: &Mat<f64>, tol: f64) -> Mat<f64> {
-    square_roots(c, tol).1
-}
-
-/// The symmetric square root C^{1/2} = VΛ₊^{1/2}Vᵀ (continuous in C, so samples ε C^{1/2}
-/// drawn with fixed ε move smoothly between iterations) and the truncated `V_kΛ_k^{1/2}`.
-fn square_roots(c: &Mat<f64>, tol: f64) -> (Mat<f64>, Mat<f64>) {
     let n = c.nrows();
     let sym = Mat::from_fn(n, n, |i, j| 0.5 * (c[(i, j)] + c[(j, i)]));
-    let Ok(eig) = sym.self_adjoint_eigen(faer::Side::Lower) else { return (Mat::zeros(n, n), Mat::zeros(n, 0)) };
+    let Ok(eig) = sym.self_adjoint_eigen(faer::Side::Lower) else { return Mat::zeros(n, 0) };
     let vals: Vec<f64> = (0..n).map(|i| eig.S()[i]).collect();
     let lmax = vals.iter().cloned().fold(0.0, f64::max);
     let keep: Vec<usize> = (0..n).rev().filter(|&i| vals[i] > tol * lmax && vals[i] > 0.0).collect();
-    let low = Mat::from_fn(n, keep.len(), |r, j| eig.U()[(r, keep[j])] * vals[keep[j]].sqrt());
-    let scaled = Mat::from_fn(n, n, |r, j| eig.U()[(r, j)] * vals[j].max(0.0).sqrt());
-    let sym_sqrt = &scaled * eig.U().transpose();
-    (sym_sqrt, low)
+    Mat::from_fn(n, keep.len(), |r, j| eig.U()[(r, keep[j])] * vals[keep[j]].sqrt())
 }
 
-/// The causal coefficient matrices of one layer's process.
-struct LayerCoefficients {
-    /// K_h: h_a = u_a + Σ_b K_h[a, b] g_b (strictly causal in time).
-    kh: Mat<f64>,
-    /// K_z: z_a = r_a + Σ_b K_z[a, b] φ_b (causal, equal time allowed).
-    kz: Mat<f64>,
+/// The lazy-limit kernels at initialization (tutorial eq. 86; P × P each): Φ^ℓ for ℓ = 0..=L
+/// (Φ⁰ = K^x), G^ℓ for ℓ = 1..=L+1 (index ℓ−1, G^{L+1} ≡ 1), and the NTK Σ_ℓ G^{ℓ+1} ⊙ Φ^ℓ.
+/// Computed by the layer recursion Φ^ℓ = ⟨φ(u)φ(u)ᵀ⟩, G^ℓ = σ²G^{ℓ+1} ⊙ ⟨φ'(u)φ'(u)ᵀ⟩ with
+/// u ~ N(0, σ²Φ^{ℓ−1}) over `samples` Gaussian draws (exact for linear φ): an independent route
+/// to the γ → 0 limit of the DMFT.
+pub struct InitialKernels {
+    pub phi: Vec<Mat<f64>>,
+    pub g: Vec<Mat<f64>>,
+    pub ntk: Mat<f64>,
 }
 
-/// One layer's trajectories for a batch of rows (samples), with the r-source and the
-/// coefficients of the linearized dynamics, φ'(h) and φ''(h)z.
-struct Trajectories {
-    phi: Mat<f64>,
-    r: Mat<f64>,
-    z: Mat<f64>,
-    g: Mat<f64>,
-    d1: Mat<f64>,
-    curv: Mat<f64>,
-}
-
-fn par(flops: usize) -> Par {
-    if flops > 1 << 22 { Par::rayon(0) } else { Par::Seq }
-}
-
-/// `out[:, cols] += src[:, ..k] · K[rows, ..k]ᵀ` for a time block.
-fn accumulate(mut out: MatMut<'_, f64>, src: MatRef<'_, f64>, k: MatRef<'_, f64>) {
-    if src.ncols() == 0 {
-        return;
-    }
-    let flops = out.nrows() * out.ncols() * src.ncols();
-    matmul(out.as_mut(), Accum::Add, src, k.transpose(), 1.0, par(flops));
-}
-
-impl LayerCoefficients {
-    /// Run M rows of the process from sources u, r (M × S).
-    fn forward(&self, act: Activation, p: usize, u: &Mat<f64>, r: &Mat<f64>) -> Trajectories {
-        let (m, s) = (u.nrows(), u.ncols());
-        let mut h = u.clone();
-        let mut z = r.clone();
-        let mut phi = Mat::<f64>::zeros(m, s);
-        let mut g = Mat::<f64>::zeros(m, s);
-        let mut d1 = Mat::<f64>::zeros(m, s);
-        let mut curv = Mat::<f64>::zeros(m, s);
-        for c0 in (0..s).step_by(p) {
-            let c1 = c0 + p;
-            accumulate(
-                h.as_mut().subcols_mut(c0, p),
-                g.as_ref().subcols(0, c0),
-                self.kh.as_ref().submatrix(c0, 0, p, c0),
-            );
-            for c in c0..c1 {
-                for i in 0..m {
-                    let (f0, f1, f2) = act.eval_with_derivatives(h[(i, c)]);
-                    phi[(i, c)] = f0;
-                    d1[(i, c)] = f1;
-                    curv[(i, c)] = f2;
-                }
-            }
-            accumulate(
-                z.as_mut().subcols_mut(c0, p),
-                phi.as_ref().subcols(0, c1),
-                self.kz.as_ref().submatrix(c0, 0, p, c1),
-            );
-            for c in c0..c1 {
-                for i in 0..m {
-                    g[(i, c)] = d1[(i, c)] * z[(i, c)];
-                    curv[(i, c)] *= z[(i, c)];
-                }
-            }
+impl InitialKernels {
+    pub fn new(pr: &MupProblem, samples: usize, seed: u64) -> Self {
+        let (p, l, s2) = (pr.p(), pr.depth, pr.sigma2);
+        let mut phi = vec![pr.kx.clone()];
+        let mut dphi = Vec::new();
+        for layer in 1..=l {
+            let cov = &phi[layer - 1] * faer::Scale(s2);
+            let (m1, m2) = gaussian_moments(pr.activation, &cov, samples, seed.wrapping_add(layer as u64));
+            phi.push(m1);
+            dphi.push(m2);
         }
-        Trajectories { phi, r: r.clone(), z, g, d1, curv }
-    }
-
-    /// Per-row tangents of φ and g for sample rows `rows` along source directions `du`, `dr`
-    /// (S × k each, shared by the samples): row jj·m + i of the results is sample i along
-    /// direction jj. The linearization uses φ'(h) and φ''(h)z of each sample's trajectory.
-    fn tangent_rows(
-        &self,
-        act: Activation,
-        p: usize,
-        traj: &Trajectories,
-        rows: std::ops::Range<usize>,
-        du: MatRef<'_, f64>,
-        dr: MatRef<'_, f64>,
-    ) -> (Mat<f64>, Mat<f64>) {
-        let _ = act;
-        let (s, m) = (traj.phi.ncols(), rows.len());
-        let k = du.ncols().max(dr.ncols());
-        let (d1, curv) = (traj.d1.as_ref().subrows(rows.start, m), traj.curv.as_ref().subrows(rows.start, m));
-        let n = m * k;
-        let mut dh = Mat::from_fn(n, s, |row, c| if du.ncols() > 0 { du[(c, row / m)] } else { 0.0 });
-        let mut dz = Mat::from_fn(n, s, |row, c| if dr.ncols() > 0 { dr[(c, row / m)] } else { 0.0 });
-        let mut dphi = Mat::<f64>::zeros(n, s);
-        let mut dg = Mat::<f64>::zeros(n, s);
-        for c0 in (0..s).step_by(p) {
-            let c1 = c0 + p;
-            accumulate(
-                dh.as_mut().subcols_mut(c0, p),
-                dg.as_ref().subcols(0, c0),
-                self.kh.as_ref().submatrix(c0, 0, p, c0),
-            );
-            for c in c0..c1 {
-                for row in 0..n {
-                    dphi[(row, c)] = d1[(row % m, c)] * dh[(row, c)];
-                }
-            }
-            accumulate(
-                dz.as_mut().subcols_mut(c0, p),
-                dphi.as_ref().subcols(0, c1),
-                self.kz.as_ref().submatrix(c0, 0, p, c1),
-            );
-            for c in c0..c1 {
-                for row in 0..n {
-                    let i = row % m;
-                    dg[(row, c)] = curv[(i, c)] * dh[(row, c)] + d1[(i, c)] * dz[(row, c)];
-                }
-            }
+        let mut g = vec![Mat::from_fn(p, p, |_, _| 1.0)];
+        for layer in (1..=l).rev() {
+            let above = g[0].clone();
+            g.insert(0, Mat::from_fn(p, p, |i, j| s2 * above[(i, j)] * dphi[layer - 1][(i, j)]));
         }
-        (dphi, dg)
+        let ntk = Mat::from_fn(p, p, |i, j| (0..=l).map(|k| g[k][(i, j)] * phi[k][(i, j)]).sum());
+        InitialKernels { phi, g, ntk }
     }
 
-    /// Sample-averaged ∂φ/∂ε and ∂g/∂ε (S × k each) along u-directions `du` or r-directions
-    /// `dr` (pass an empty matrix for the other), in chunks of directions.
-    fn tangent_means(
-        &self,
-        act: Activation,
-        p: usize,
-        traj: &Trajectories,
-        rows: std::ops::Range<usize>,
-        du: &Mat<f64>,
-        dr: &Mat<f64>,
-    ) -> (Mat<f64>, Mat<f64>) {
-        let s = traj.phi.ncols();
-        let m = rows.len();
-        let k = du.ncols().max(dr.ncols());
-        let mut mean_phi = Mat::<f64>::zeros(s, k);
-        let mut mean_g = Mat::<f64>::zeros(s, k);
-        if k == 0 || m == 0 {
-            return (mean_phi, mean_g);
+    /// Outputs of kernel gradient descent with this NTK: f(t+1) = f(t) + η₀ K Δ(t), f(0) = 0,
+    /// the γ → 0 limit of the DMFT.
+    pub fn lazy_outputs(&self, pr: &MupProblem) -> Vec<Vec<f64>> {
+        let p = pr.p();
+        let mut f = vec![vec![0.0; p]];
+        for t in 0..pr.steps {
+            let d: Vec<f64> = (0..p).map(|m| (pr.y[m] - f[t][m]) / p as f64).collect();
+            let next = (0..p).map(|mu| f[t][mu] + pr.eta0 * (0..p).map(|nu| self.ntk[(mu, nu)] * d[nu]).sum::<f64>());
+            f.push(next.collect());
         }
-        let chunk = (8_000_000 / (m * s).max(1)).clamp(1, k);
-        for j0 in (0..k).step_by(chunk) {
-            let kk = chunk.min(k - j0);
-            let du_c = if du.ncols() > 0 { du.as_ref().subcols(j0, kk) } else { du.as_ref() };
-            let dr_c = if dr.ncols() > 0 { dr.as_ref().subcols(j0, kk) } else { dr.as_ref() };
-            let (dphi, dg) = self.tangent_rows(act, p, traj, rows.clone(), du_c, dr_c);
-            for jj in 0..kk {
-                for c in 0..s {
-                    let (mut sp, mut sg) = (0.0, 0.0);
-                    for i in 0..m {
-                        sp += dphi[(jj * m + i, c)];
-                        sg += dg[(jj * m + i, c)];
-                    }
-                    mean_phi[(c, j0 + jj)] = sp / m as f64;
-                    mean_g[(c, j0 + jj)] = sg / m as f64;
-                }
-            }
-        }
-        (mean_phi, mean_g)
+        f
     }
 }
 
-/// Mean of rows: (1/M) XᵀY (S × S).
-fn second_moment(x: &Mat<f64>, y: &Mat<f64>) -> Mat<f64> {
-    let (m, s) = (x.nrows(), x.ncols());
-    let mut out = Mat::<f64>::zeros(s, s);
-    matmul(out.as_mut(), Accum::Replace, x.transpose(), y.as_ref(), 1.0 / m as f64, par(m * s * s));
-    out
-}
-
-/// State of the fixed-point iteration.
-struct Iterate {
-    phi: Vec<Mat<f64>>,
-    g: Vec<Mat<f64>>,
-    a: Vec<Mat<f64>>,
-    b: Vec<Mat<f64>>,
-    f: Vec<Vec<f64>>,
-}
-
-/// Outputs f[t][μ].
-type Outputs = Vec<Vec<f64>>;
-
-/// Result of one layer's process.
-struct LayerUpdate {
-    phi: Mat<f64>,
-    g: Mat<f64>,
-    a: Mat<f64>,
-    b: Mat<f64>,
-    /// Readout layer: f and its per-batch estimates.
-    f: Option<(Outputs, Vec<Outputs>)>,
-}
-
-/// Solve the DMFT. For linear φ the moments are exact (no sampling).
-pub fn solve(problem: &MupProblem, opts: &DmftOptions) -> DmftSolution {
-    let mut it = lazy_start(problem, opts);
-    let mut residuals = Vec::new();
-    let mut batches = Vec::new();
-    for iter in 0..opts.max_iterations {
-        let updates: Vec<LayerUpdate> = (1..=problem.depth).map(|l| layer_update(problem, opts, &it, l)).collect();
-        let mut change = 0.0f64;
-        let alpha = if iter == 0 { 1.0 } else { opts.damping };
-        let mix = |old: &mut Mat<f64>, new: &Mat<f64>, change: &mut f64| {
-            let diff = (new - &*old).norm_l2();
-            *change = change.max(diff / new.norm_l2().max(1e-300));
-            *old = &*old * faer::Scale(1.0 - alpha) + new * faer::Scale(alpha);
-        };
-        for (l, upd) in updates.into_iter().enumerate() {
-            let mut parts = [0.0f64; 4];
-            mix(&mut it.phi[l], &upd.phi, &mut parts[0]);
-            mix(&mut it.g[l], &upd.g, &mut parts[1]);
-            mix(&mut it.a[l], &upd.a, &mut parts[2]);
-            mix(&mut it.b[l], &upd.b, &mut parts[3]);
-            if std::env::var("SPECDYN_DMFT_DEBUG").is_ok() {
-                eprintln!(
-                    "iter {iter} layer {}: Φ {:.1e} G {:.1e} A {:.1e} B {:.1e}",
-                    l + 1,
-                    parts[0],
-                    parts[1],
-                    parts[2],
-                    parts[3]
-                );
-            }
-            // Convergence is judged on the kernels and the outputs: the responses are only
-            // defined on the range of their source covariance, and modes near the rank
-            // threshold move in and out of it with no effect on the dynamics.
-            change = change.max(parts[0]).max(parts[1]);
-            if let Some((f, fb)) = upd.f {
-                let (mut num, mut den) = (0.0, 0.0);
-                for (old, new) in it.f.iter_mut().zip(&f) {
-                    for (o, n) in old.iter_mut().zip(new) {
-                        num += (n - *o).powi(2);
-                        den += n * n;
-                        *o = (1.0 - alpha) * *o + alpha * n;
-                    }
-                }
-                change = change.max((num / den.max(1e-300)).sqrt());
-                batches = fb;
-            }
-        }
-        residuals.push(change);
-        if change < opts.tol && iter > 0 {
-            break;
-        }
-    }
-    let loss_stderr = loss_error(problem, &it.f, &batches);
-    DmftSolution { problem: problem.clone(), phi: it.phi, g: it.g, a: it.a, b: it.b, f: it.f, residuals, loss_stderr }
-}
-
-/// Standard error of the loss from per-batch output estimates (empty for exact solves).
-fn loss_error(pr: &MupProblem, f: &[Vec<f64>], batches: &[Vec<Vec<f64>>]) -> Vec<f64> {
-    if batches.len() < 2 {
-        return vec![0.0; f.len()];
-    }
-    let nb = batches.len() as f64;
-    (0..f.len())
-        .map(|t| {
-            let losses: Vec<f64> = batches
-                .iter()
-                .map(|fb| fb[t].iter().zip(&pr.y).map(|(f, y)| (f - y).powi(2)).sum::<f64>() / (2.0 * pr.p() as f64))
-                .collect();
-            let mean = losses.iter().sum::<f64>() / nb;
-            (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (nb - 1.0)).sqrt() / nb.sqrt()
-        })
-        .collect()
-}
-
-/// The input kernel tiled over time: K[(t, μ), (s, ν)] = K^x_{μν}.
-fn tiled(pr: &MupProblem, k: &Mat<f64>) -> Mat<f64> {
-    let p = pr.p();
-    Mat::from_fn(pr.size(), pr.size(), |a, b| k[(a % p, b % p)])
-}
-
-/// Lazy start: kernels frozen at their initial values (tiled over time), zero responses, and
-/// the outputs of kernel gradient descent with the initial NTK (eq. 86).
-fn lazy_start(pr: &MupProblem, opts: &DmftOptions) -> Iterate {
-    let (p, l, s2) = (pr.p(), pr.depth, pr.sigma2);
-    // Initial P × P kernels by Monte Carlo on the same sources (exact for linear φ).
-    let mut phi0 = vec![Mat::<f64>::zeros(p, p); l + 1];
-    phi0[0] = pr.kx.clone();
-    let mut dphi0 = vec![Mat::<f64>::zeros(p, p); l + 1];
-    for layer in 1..=l {
-        let cov = &phi0[layer - 1] * faer::Scale(s2);
-        let (ph, dph) = gaussian_moments(pr.activation, &cov, opts.samples, opts.seed + layer as u64);
-        phi0[layer] = ph;
-        dphi0[layer] = dph;
-    }
-    let mut g0 = vec![Mat::<f64>::zeros(p, p); l + 2];
-    g0[l + 1] = Mat::from_fn(p, p, |_, _| 1.0);
-    for layer in (1..=l).rev() {
-        g0[layer] = Mat::from_fn(p, p, |i, j| s2 * g0[layer + 1][(i, j)] * dphi0[layer][(i, j)]);
-    }
-    let ntk = Mat::from_fn(p, p, |i, j| (0..=l).map(|k| g0[k + 1][(i, j)] * phi0[k][(i, j)]).sum::<f64>());
-    let mut f = vec![vec![0.0; p]; pr.times()];
-    for t in 0..pr.steps {
-        let d: Vec<f64> = (0..p).map(|m| (pr.y[m] - f[t][m]) / p as f64).collect();
-        for mu in 0..p {
-            f[t + 1][mu] = f[t][mu] + pr.eta0 * (0..p).map(|nu| ntk[(mu, nu)] * d[nu]).sum::<f64>();
-        }
-    }
-    let zeros = || Mat::<f64>::zeros(pr.size(), pr.size());
-    Iterate {
-        phi: (1..=l).map(|k| tiled(pr, &phi0[k])).collect(),
-        g: (1..=l).map(|k| tiled(pr, &g0[k])).collect(),
-        a: (0..l).map(|_| zeros()).collect(),
-        b: (0..l).map(|_| zeros()).collect(),
-        f,
-    }
-}
-
-/// ⟨φ(h_μ)φ(h_ν)⟩ and ⟨φ'(h_μ)φ'(h_ν)⟩ for h ~ N(0, cov) (exact for linear φ).
+/// ⟨φ(h)φ(h)ᵀ⟩ and ⟨φ'(h)φ'(h)ᵀ⟩ for h ~ N(0, cov) (exact for linear φ).
 fn gaussian_moments(act: Activation, cov: &Mat<f64>, samples: usize, seed: u64) -> (Mat<f64>, Mat<f64>) {
     let p = cov.nrows();
     if act == Activation::Linear {
@@ -552,137 +292,527 @@ fn gaussian_moments(act: Activation, cov: &Mat<f64>, samples: usize, seed: u64) 
     let l = low_rank_sqrt(cov, 1e-12);
     let k = l.ncols();
     let e = normals(&mut stream(seed, Purpose::Analysis, 50), samples * k);
-    let eps = Mat::from_fn(samples, k, |i, j| e[i * k + j]);
-    let h = &eps * l.transpose();
-    let ph = Mat::from_fn(samples, p, |i, j| act.eval(h[(i, j)]));
-    let dph = Mat::from_fn(samples, p, |i, j| act.derivative(h[(i, j)]));
-    (second_moment(&ph, &ph), second_moment(&dph, &dph))
+    let h = Mat::from_fn(samples, k, |i, j| e[i * k + j]) * l.transpose();
+    let f = Mat::from_fn(samples, p, |i, j| act.eval(h[(i, j)]));
+    let d = Mat::from_fn(samples, p, |i, j| act.derivative(h[(i, j)]));
+    let inv = 1.0 / samples as f64;
+    (f.transpose() * &f * faer::Scale(inv), d.transpose() * &d * faer::Scale(inv))
 }
 
-/// The coefficient matrices of layer ℓ's process from the current iterate.
-fn coefficients(pr: &MupProblem, it: &Iterate, layer: usize, delta: &[f64]) -> LayerCoefficients {
-    let (s, l, s2, eg) = (pr.size(), pr.depth, pr.sigma2, pr.eta0 * pr.gamma);
-    let below: Mat<f64> = if layer == 1 { tiled(pr, &pr.kx) } else { it.phi[layer - 2].clone() };
-    let kh = Mat::from_fn(s, s, |a, b| {
-        if pr.time_of(b) >= pr.time_of(a) {
-            return 0.0;
-        }
-        let resp = if layer == 1 { 0.0 } else { s2 * it.a[layer - 2][(a, b)] };
-        resp + eg * delta[b] * below[(a, b)]
-    });
-    let kz = Mat::from_fn(s, s, |a, b| {
-        let (ta, tb) = (pr.time_of(a), pr.time_of(b));
-        if tb > ta {
-            return 0.0;
-        }
-        let resp = if layer == l { 0.0 } else { s2 * it.b[layer][(a, b)] };
-        let learn = if tb < ta { eg * delta[b] * if layer == l { 1.0 } else { it.g[layer][(a, b)] } } else { 0.0 };
-        resp + learn
-    });
-    LayerCoefficients { kh, kz }
+/// Solve the DMFT (see the module docs).
+pub fn solve(problem: &MupProblem, opts: &DmftOptions) -> DmftSolution {
+    solve_with_progress(problem, opts, &mut |_| {})
 }
 
-/// Run layer ℓ's single-site process and measure its order parameters.
-fn layer_update(pr: &MupProblem, opts: &DmftOptions, it: &Iterate, layer: usize) -> LayerUpdate {
-    let (s, l, p, s2) = (pr.size(), pr.depth, pr.p(), pr.sigma2);
-    let delta = deltas(pr, &it.f);
-    let coeffs = coefficients(pr, it, layer, &delta);
-    // Source covariances and their low-rank square roots.
-    let cu = if layer == 1 { tiled(pr, &pr.kx) * faer::Scale(s2) } else { &it.phi[layer - 2] * faer::Scale(s2) };
-    let cr = if layer == l { Mat::from_fn(s, s, |_, _| s2) } else { &it.g[layer] * faer::Scale(s2) };
-    let (su, lu) = square_roots(&cu, opts.rank_tol);
-    let (sr, lr) = square_roots(&cr, opts.rank_tol);
-    if std::env::var("SPECDYN_DMFT_DEBUG").is_ok() {
-        eprintln!("layer {layer}: source ranks u {} r {}", lu.ncols(), lr.ncols());
-    }
-    let linear = pr.activation == Activation::Linear;
-    let (traj, samples, resp_rows) = if linear {
-        // One deterministic pass: tangents along every retained direction give exact moments.
-        let zero = Mat::<f64>::zeros(1, s);
-        (coeffs.forward(pr.activation, p, &zero, &zero), 1usize, 0..1)
-    } else {
-        // Common random numbers: the same ε every iteration, through the symmetric square root.
-        let m = opts.samples;
-        let eu = normals(&mut stream(opts.seed, Purpose::Analysis, 60 + layer as u64), m * s);
-        let er = normals(&mut stream(opts.seed, Purpose::Analysis, 80 + layer as u64), m * s);
-        let eu = Mat::from_fn(m, s, |i, j| eu[i * s + j]);
-        let er = Mat::from_fn(m, s, |i, j| er[i * s + j]);
-        let u = &eu * &su;
-        let r = &er * &sr;
-        let rows = 0..opts.response_samples.min(m);
-        (coeffs.forward(pr.activation, p, &u, &r), m, rows)
-    };
-    let empty = Mat::<f64>::zeros(s, 0);
-    if linear {
-        // Exact: tangents along every unit source direction give the full linear maps
-        // T_r = ∂φ/∂r (= A) and ∂g/∂u (= B); the moments follow from the source covariances.
-        let eye = Mat::<f64>::identity(s, s);
-        let (t_phi_r, t_g_r) = coeffs.tangent_means(pr.activation, p, &traj, 0..1, &empty, &eye);
-        let (t_phi_u, t_g_u) = coeffs.tangent_means(pr.activation, p, &traj, 0..1, &eye, &empty);
-        let phi = &t_phi_u * &cu * t_phi_u.transpose() + &t_phi_r * &cr * t_phi_r.transpose();
-        let g = &t_g_u * &cu * t_g_u.transpose() + &t_g_r * &cr * t_g_r.transpose();
-        let f = (layer == l).then(|| {
-            // f_a = η₀ Σ_{t_b<t_a} Δ_bΦ_ab + (1/γ)⟨r_aφ_a⟩, ⟨r_aφ_a⟩ = (T_r C_r)_aa.
-            let rc = &t_phi_r * &cr;
-            let f = (0..pr.times())
-                .map(|t| {
-                    (0..p)
-                        .map(|mu| {
-                            let a = t * p + mu;
-                            let learned: f64 = (0..t * p).map(|b| delta[b] * phi[(a, b)]).sum::<f64>() * pr.eta0;
-                            learned + rc[(a, a)] / pr.gamma
-                        })
-                        .collect()
-                })
-                .collect();
-            (f, Vec::new())
+/// [`solve`], calling `progress(done)` after each of the `replicas · (T + 1)` steps.
+pub fn solve_with_progress(pr: &MupProblem, opts: &DmftOptions, progress: &mut dyn FnMut(usize)) -> DmftSolution {
+    let exact = pr.activation == Activation::Linear && opts.exact_linear;
+    let replicas = if exact { 1 } else { opts.replicas.max(1) };
+    let mut mean: Option<OrderParameters> = None;
+    let mut losses: Vec<Vec<f64>> = Vec::new();
+    let mut done = 0;
+    for k in 0..replicas {
+        let seed = opts.seed.wrapping_add(1_000_003 * k as u64);
+        let one = Marcher::new(pr, opts, seed, exact).run(&mut |_| {
+            done += 1;
+            progress(done)
         });
-        return LayerUpdate { phi, g, a: t_phi_r, b: t_g_u, f };
+        losses.push(one.f.iter().map(|ft| train_loss(&pr.y, ft)).collect());
+        mean = Some(match mean {
+            None => one,
+            Some(acc) => acc.add(&one),
+        });
     }
-    // ∂/∂ε along r-directions (for A) and u-directions (for B).
-    let (dphi_r, _) = coeffs.tangent_means(pr.activation, p, &traj, resp_rows.clone(), &empty, &lr);
-    let (_, dg_u) = coeffs.tangent_means(pr.activation, p, &traj, resp_rows, &lu, &empty);
-    let a = &dphi_r * pseudo_inverse(&lr);
-    let b = &dg_u * pseudo_inverse(&lu);
-    let (phi, g) = (second_moment(&traj.phi, &traj.phi), second_moment(&traj.g, &traj.g));
-    let f = (layer == l).then(|| readout(pr, &coeffs, &traj, &lr, samples, &delta));
-    LayerUpdate { phi, g, a, b, f }
+    let op = mean.expect("at least one replica").scaled(1.0 / replicas as f64);
+    let loss_stderr = (0..pr.times())
+        .map(|t| match replicas {
+            1 if exact => 0.0,
+            1 => f64::NAN,
+            r => {
+                let mean = losses.iter().map(|l| l[t]).sum::<f64>() / r as f64;
+                let var = losses.iter().map(|l| (l[t] - mean).powi(2)).sum::<f64>() / (r - 1) as f64;
+                (var / r as f64).sqrt()
+            }
+        })
+        .collect();
+    DmftSolution {
+        problem: pr.clone(),
+        phi: op.phi,
+        g: op.g,
+        a: op.a,
+        b: op.b,
+        f: op.f,
+        loss_stderr,
+        replicas: if exact { 0 } else { replicas },
+    }
 }
 
-/// L⁺ = Λ^{-1/2}Vᵀ for L = VΛ^{1/2} (orthogonal columns).
-fn pseudo_inverse(l: &Mat<f64>) -> Mat<f64> {
-    let n2: Vec<f64> = (0..l.ncols()).map(|j| l.col(j).squared_norm_l2()).collect();
-    Mat::from_fn(l.ncols(), l.nrows(), |j, c| l[(c, j)] / n2[j])
+/// Order parameters, filled in step by step.
+struct OrderParameters {
+    phi: Vec<Mat<f64>>,
+    g: Vec<Mat<f64>>,
+    a: Vec<Mat<f64>>,
+    b: Vec<Mat<f64>>,
+    f: Vec<Vec<f64>>,
 }
 
-/// f_a = (1/γ)⟨w(t_a)φ_a⟩ by Monte Carlo: the learned part (w(t) − w(0))φ_a directly, the
-/// w(0) part by Stein's lemma as Σ_j L_r[a, j]∂φ_a/∂ε_j per sample (r = w(0) has rank one), so
-/// the O(γ) signal is not buried in O(1) noise. Also returns 10 batch estimates for error bars.
-fn readout(
-    pr: &MupProblem,
-    coeffs: &LayerCoefficients,
-    traj: &Trajectories,
-    lr: &Mat<f64>,
-    samples: usize,
-    delta: &[f64],
-) -> (Outputs, Vec<Outputs>) {
-    let _ = delta;
-    let (p, times) = (pr.p(), pr.times());
-    // Per-sample values: (1/γ)[(w(t) − w(0))φ_a + L_r[a]·∂φ_a/∂ε] over all samples.
-    let (dphi_all, _) =
-        coeffs.tangent_rows(pr.activation, p, traj, 0..samples, Mat::<f64>::zeros(pr.size(), 0).as_ref(), lr.as_ref());
-    let value = |i: usize, a: usize| -> f64 {
-        let w_learned = traj.z[(i, a)] - traj.r[(i, a)];
-        let stein: f64 = (0..lr.ncols()).map(|j| lr[(a, j)] * dphi_all[(j * samples + i, a)]).sum();
-        (w_learned * traj.phi[(i, a)] + stein) / pr.gamma
-    };
-    let estimate = |rows: std::ops::Range<usize>| -> Vec<Vec<f64>> {
-        let n = rows.len() as f64;
-        (0..times)
-            .map(|t| (0..p).map(|mu| rows.clone().map(|i| value(i, t * p + mu)).sum::<f64>() / n).collect())
-            .collect()
-    };
-    let nb = 10;
-    let batches = (0..nb).map(|k| estimate(k * samples / nb..(k + 1) * samples / nb)).collect();
-    (estimate(0..samples), batches)
+impl OrderParameters {
+    fn add(self, o: &OrderParameters) -> OrderParameters {
+        let sum = |x: Vec<Mat<f64>>, y: &[Mat<f64>]| x.into_iter().zip(y).map(|(a, b)| a + b).collect();
+        OrderParameters {
+            phi: sum(self.phi, &o.phi),
+            g: sum(self.g, &o.g),
+            a: sum(self.a, &o.a),
+            b: sum(self.b, &o.b),
+            f: self.f.iter().zip(&o.f).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x + y).collect()).collect(),
+        }
+    }
+
+    fn scaled(self, c: f64) -> OrderParameters {
+        let sc = |x: Vec<Mat<f64>>| x.into_iter().map(|a| a * faer::Scale(c)).collect();
+        OrderParameters {
+            phi: sc(self.phi),
+            g: sc(self.g),
+            a: sc(self.a),
+            b: sc(self.b),
+            f: self.f.into_iter().map(|ft| ft.into_iter().map(|v| v * c).collect()).collect(),
+        }
+    }
+}
+
+/// One layer's single-site process so far.
+enum Fields {
+    /// Monte-Carlo samples (rows) over super-indices (columns), M × S each: φ, g, φ'(h) and
+    /// φ''(h)z (φ''(h) until z is known).
+    Sampled { phi: Mat<f64>, g: Mat<f64>, d1: Mat<f64>, curv: Mat<f64> },
+    /// Linear φ: the exact Jacobians of φ and g with respect to the sources u and r, S × S each.
+    Exact { phi_u: Mat<f64>, phi_r: Mat<f64>, g_u: Mat<f64>, g_r: Mat<f64> },
+}
+
+/// The fixed Gaussian draws of one Monte-Carlo solve.
+struct Sources {
+    /// First layer: u = σ K^{x 1/2} ε, the same at every step (M × P).
+    u1: Mat<f64>,
+    /// Readout weights at initialization w(0) ~ N(0, σ²).
+    w0: Vec<f64>,
+    /// σ/√M · ξ (M × M) mixing layer ℓ−1's φ into u^ℓ, for ℓ = 2..=L (index ℓ−1).
+    mix_u: Vec<Option<Mat<f64>>>,
+    /// σ/√M · ξ' mixing layer ℓ+1's g into r^ℓ, for ℓ = 1..L (index ℓ−1).
+    mix_r: Vec<Option<Mat<f64>>>,
+}
+
+/// Forward-mode tangents of the readout layer along w(0), for the Stein term of f (M × S).
+struct ReadoutTangent {
+    dphi: Mat<f64>,
+    dg: Mat<f64>,
+    /// ∂h/∂w(0) at the current step (M × P).
+    dh: Mat<f64>,
+}
+
+/// Which quantity at step t the responses are of.
+#[derive(Clone, Copy, PartialEq)]
+enum Seed {
+    Phi,
+    G,
+}
+
+fn par(flops: usize) -> Par {
+    if flops > 1 << 20 { Par::rayon(0) } else { Par::Seq }
+}
+
+/// `out (+)= x · yᵀ · alpha`.
+fn gemm_nt(out: MatMut<'_, f64>, accum: Accum, x: MatRef<'_, f64>, y: MatRef<'_, f64>, alpha: f64) {
+    let flops = out.nrows() * out.ncols() * x.ncols();
+    matmul(out, accum, x, y.transpose(), alpha, par(flops));
+}
+
+/// The time-marching solver of one replica.
+struct Marcher<'a> {
+    pr: &'a MupProblem,
+    op: OrderParameters,
+    /// Δ over super-indices (filled up to the current step).
+    delta: Vec<f64>,
+    /// K_h and K_z of every layer (S × S), filled row block by row block.
+    kh: Vec<Mat<f64>>,
+    kz: Vec<Mat<f64>>,
+    fields: Vec<Fields>,
+    sources: Option<Sources>,
+    tangent: Option<ReadoutTangent>,
+    response_samples: usize,
+}
+
+impl<'a> Marcher<'a> {
+    fn new(pr: &'a MupProblem, opts: &DmftOptions, seed: u64, exact: bool) -> Self {
+        let (s, l, p, m) = (pr.size(), pr.depth, pr.p(), opts.samples.max(2));
+        let zeros = |r: usize, c: usize| Mat::<f64>::zeros(r, c);
+        let fields = (0..l)
+            .map(|_| match exact {
+                true => Fields::Exact { phi_u: zeros(s, s), phi_r: zeros(s, s), g_u: zeros(s, s), g_r: zeros(s, s) },
+                false => Fields::Sampled { phi: zeros(m, s), g: zeros(m, s), d1: zeros(m, s), curv: zeros(m, s) },
+            })
+            .collect();
+        let sigma = pr.sigma2.sqrt();
+        let gaussian = |index: u64, rows: usize, cols: usize, scale: f64| {
+            let e = normals(&mut stream(seed, Purpose::Analysis, 1000 + index), rows * cols);
+            Mat::from_fn(rows, cols, |i, j| scale * e[i * cols + j])
+        };
+        let sources = (!exact).then(|| {
+            let root = low_rank_sqrt(&pr.kx, 1e-12);
+            Sources {
+                u1: gaussian(0, m, root.ncols(), sigma) * root.transpose(),
+                w0: gaussian(1, m, 1, sigma).col(0).iter().copied().collect(),
+                mix_u: (1..=l)
+                    .map(|k| (k > 1).then(|| gaussian(10 + k as u64, m, m, sigma / (m as f64).sqrt())))
+                    .collect(),
+                mix_r: (1..=l)
+                    .map(|k| (k < l).then(|| gaussian(20 + k as u64, m, m, sigma / (m as f64).sqrt())))
+                    .collect(),
+            }
+        });
+        let tangent = (!exact).then(|| ReadoutTangent { dphi: zeros(m, s), dg: zeros(m, s), dh: zeros(m, p) });
+        Marcher {
+            pr,
+            op: OrderParameters {
+                phi: (0..l).map(|_| zeros(s, s)).collect(),
+                g: (0..l).map(|_| zeros(s, s)).collect(),
+                a: (0..l).map(|_| zeros(s, s)).collect(),
+                b: (0..l).map(|_| zeros(s, s)).collect(),
+                f: Vec::new(),
+            },
+            delta: vec![0.0; s],
+            kh: (0..l).map(|_| zeros(s, s)).collect(),
+            kz: (0..l).map(|_| zeros(s, s)).collect(),
+            fields,
+            sources,
+            tangent,
+            response_samples: opts.response_samples.clamp(1, m),
+        }
+    }
+
+    fn run(mut self, progress: &mut dyn FnMut(usize)) -> OrderParameters {
+        let l = self.pr.depth;
+        for t in 0..self.pr.times() {
+            for layer in 1..=l {
+                self.h_side(layer, t);
+            }
+            self.readout(t);
+            for layer in (1..=l).rev() {
+                self.z_side(layer, t);
+            }
+            progress(t);
+        }
+        self.op
+    }
+
+    /// σ²Φ^{ℓ−1} over the first w super-indices (Φ⁰ = K^x tiled): the covariance of u^ℓ.
+    fn u_covariance(&self, layer: usize, w: usize) -> Mat<f64> {
+        let (p, s2) = (self.pr.p(), self.pr.sigma2);
+        match layer {
+            1 => Mat::from_fn(w, w, |a, b| s2 * self.pr.kx[(a % p, b % p)]),
+            _ => Mat::from_fn(w, w, |a, b| s2 * self.op.phi[layer - 2][(a, b)]),
+        }
+    }
+
+    /// σ²G^{ℓ+1} over the first w super-indices (σ² for the readout's w(0)): the covariance of r^ℓ.
+    fn r_covariance(&self, layer: usize, w: usize) -> Mat<f64> {
+        let s2 = self.pr.sigma2;
+        match layer == self.pr.depth {
+            true => Mat::from_fn(w, w, |_, _| s2),
+            false => Mat::from_fn(w, w, |a, b| s2 * self.op.g[layer][(a, b)]),
+        }
+    }
+
+    /// Rows of step t of K_h^ℓ: σ²A^{ℓ−1}_{ab} + η₀γΔ_bΦ^{ℓ−1}_{ab} for t_b < t.
+    fn fill_kh(&mut self, layer: usize, t: usize) {
+        let (p, s2, eg) = (self.pr.p(), self.pr.sigma2, self.pr.eta0 * self.pr.gamma);
+        for i in 0..p {
+            let a = t * p + i;
+            for b in 0..t * p {
+                let (resp, below) = match layer {
+                    1 => (0.0, self.pr.kx[(i, b % p)]),
+                    _ => (s2 * self.op.a[layer - 2][(a, b)], self.op.phi[layer - 2][(a, b)]),
+                };
+                self.kh[layer - 1][(a, b)] = resp + eg * self.delta[b] * below;
+            }
+        }
+    }
+
+    /// Rows of step t of K_z^ℓ: σ²B^ℓ_{ab} (t_b ≤ t) + η₀γΔ_bG^{ℓ+1}_{ab} (t_b < t).
+    fn fill_kz(&mut self, layer: usize, t: usize) {
+        let (p, s2, eg, top) = (self.pr.p(), self.pr.sigma2, self.pr.eta0 * self.pr.gamma, self.pr.depth);
+        for i in 0..p {
+            let a = t * p + i;
+            for b in 0..(t + 1) * p {
+                let resp = if layer == top { 0.0 } else { s2 * self.op.b[layer][(a, b)] };
+                let above = if layer == top { 1.0 } else { self.op.g[layer][(a, b)] };
+                let learn = if b < t * p { eg * self.delta[b] * above } else { 0.0 };
+                self.kz[layer - 1][(a, b)] = resp + learn;
+            }
+        }
+    }
+
+    /// Step t of layer ℓ's h side: φ(t), Φ^ℓ(t, ·) and A^ℓ(t, ·).
+    fn h_side(&mut self, layer: usize, t: usize) {
+        self.fill_kh(layer, t);
+        let (p, act) = (self.pr.p(), self.pr.activation);
+        let (c, w) = (t * p, (t + 1) * p);
+        let rows = match &self.fields[layer - 1] {
+            Fields::Sampled { .. } => {
+                let src = self.sources.as_ref().expect("sampled solves have sources");
+                let u = match (&src.mix_u[layer - 1], layer) {
+                    (Some(mix), _) => {
+                        let Fields::Sampled { phi: below, .. } = &self.fields[layer - 2] else { unreachable!() };
+                        mix * below.as_ref().subcols(c, p)
+                    }
+                    _ => src.u1.clone(),
+                };
+                let kh = &self.kh[layer - 1];
+                let Fields::Sampled { phi, g, d1, curv } = &mut self.fields[layer - 1] else { unreachable!() };
+                let mut h = u;
+                gemm_nt(h.as_mut(), Accum::Add, g.as_ref().subcols(0, c), kh.as_ref().submatrix(c, 0, p, c), 1.0);
+                for j in 0..p {
+                    for i in 0..h.nrows() {
+                        let (f0, f1, f2) = act.eval_with_derivatives(h[(i, j)]);
+                        (phi[(i, c + j)], d1[(i, c + j)], curv[(i, c + j)]) = (f0, f1, f2);
+                    }
+                }
+                let mut rows = Mat::<f64>::zeros(p, w);
+                let scale = 1.0 / phi.nrows() as f64;
+                gemm_nt(
+                    rows.as_mut(),
+                    Accum::Replace,
+                    phi.as_ref().subcols(c, p).transpose(),
+                    phi.as_ref().subcols(0, w).transpose(),
+                    scale,
+                );
+                let n = self.response_samples;
+                let (_, rbar) = responses(
+                    kh,
+                    &self.kz[layer - 1],
+                    d1.as_ref().subrows(0, n),
+                    curv.as_ref().subrows(0, n),
+                    p,
+                    t,
+                    Seed::Phi,
+                );
+                self.op.a[layer - 1].as_mut().submatrix_mut(c, 0, p, c).copy_from(rbar.as_ref().subcols(0, c));
+                if let Some(tan) = self.tangent.as_mut().filter(|_| layer == self.pr.depth) {
+                    gemm_nt(
+                        tan.dh.as_mut(),
+                        Accum::Replace,
+                        tan.dg.as_ref().subcols(0, c),
+                        kh.as_ref().submatrix(c, 0, p, c),
+                        1.0,
+                    );
+                    for j in 0..p {
+                        for i in 0..tan.dh.nrows() {
+                            tan.dphi[(i, c + j)] = d1[(i, c + j)] * tan.dh[(i, j)];
+                        }
+                    }
+                }
+                rows
+            }
+            Fields::Exact { .. } => {
+                let (ones, zeros) = (Mat::from_fn(1, w, |_, _| 1.0), Mat::<f64>::zeros(1, w));
+                let (ubar, rbar) =
+                    responses(&self.kh[layer - 1], &self.kz[layer - 1], ones.as_ref(), zeros.as_ref(), p, t, Seed::Phi);
+                let (cu, cr) = (self.u_covariance(layer, w), self.r_covariance(layer, c));
+                let Fields::Exact { phi_u, phi_r, .. } = &mut self.fields[layer - 1] else { unreachable!() };
+                phi_u.as_mut().submatrix_mut(c, 0, p, w).copy_from(&ubar);
+                phi_r.as_mut().submatrix_mut(c, 0, p, w).copy_from(&rbar);
+                self.op.a[layer - 1].as_mut().submatrix_mut(c, 0, p, c).copy_from(rbar.as_ref().subcols(0, c));
+                let mut rows = &ubar * &cu * phi_u.as_ref().submatrix(0, 0, w, w).transpose();
+                rows += rbar.as_ref().subcols(0, c) * &cr * phi_r.as_ref().submatrix(0, 0, w, c).transpose();
+                rows
+            }
+        };
+        set_symmetric_rows(&mut self.op.phi[layer - 1], &rows, c);
+    }
+
+    /// f(t) = η₀Σ_{t_b<t}Δ_bΦ^L_{ab} + (σ²/γ)⟨∂φ^L_a/∂w(0)⟩, then Δ(t).
+    fn readout(&mut self, t: usize) {
+        let (p, l) = (self.pr.p(), self.pr.depth);
+        let c = t * p;
+        let stein: Vec<f64> = match &self.tangent {
+            Some(tan) => (0..p).map(|mu| tan.dphi.col(c + mu).iter().sum::<f64>() / tan.dphi.nrows() as f64).collect(),
+            None => (0..p).map(|mu| (0..c).map(|b| self.op.a[l - 1][(c + mu, b)]).sum()).collect(),
+        };
+        let phi = &self.op.phi[l - 1];
+        let f: Vec<f64> = (0..p)
+            .map(|mu| {
+                let learned: f64 = (0..c).map(|b| self.delta[b] * phi[(c + mu, b)]).sum();
+                self.pr.eta0 * learned + self.pr.sigma2 / self.pr.gamma * stein[mu]
+            })
+            .collect();
+        for (mu, (y, f)) in self.pr.y.iter().zip(&f).enumerate() {
+            self.delta[c + mu] = (y - f) / p as f64;
+        }
+        self.op.f.push(f);
+    }
+
+    /// Step t of layer ℓ's z side: g(t), G^ℓ(t, ·) and B^{ℓ−1}(t, ·).
+    fn z_side(&mut self, layer: usize, t: usize) {
+        self.fill_kz(layer, t);
+        let (p, top) = (self.pr.p(), self.pr.depth);
+        let (c, w) = (t * p, (t + 1) * p);
+        let rows = match &self.fields[layer - 1] {
+            Fields::Sampled { .. } => {
+                let src = self.sources.as_ref().expect("sampled solves have sources");
+                let r = match &src.mix_r[layer - 1] {
+                    Some(mix) => {
+                        let Fields::Sampled { g: above, .. } = &self.fields[layer] else { unreachable!() };
+                        mix * above.as_ref().subcols(c, p)
+                    }
+                    None => Mat::from_fn(src.w0.len(), p, |i, _| src.w0[i]),
+                };
+                let kz = &self.kz[layer - 1];
+                let Fields::Sampled { phi, g, d1, curv } = &mut self.fields[layer - 1] else { unreachable!() };
+                let mut z = r;
+                gemm_nt(z.as_mut(), Accum::Add, phi.as_ref().subcols(0, w), kz.as_ref().submatrix(c, 0, p, w), 1.0);
+                for j in 0..p {
+                    for i in 0..z.nrows() {
+                        g[(i, c + j)] = d1[(i, c + j)] * z[(i, j)];
+                        curv[(i, c + j)] *= z[(i, j)];
+                    }
+                }
+                let mut rows = Mat::<f64>::zeros(p, w);
+                let scale = 1.0 / g.nrows() as f64;
+                gemm_nt(
+                    rows.as_mut(),
+                    Accum::Replace,
+                    g.as_ref().subcols(c, p).transpose(),
+                    g.as_ref().subcols(0, w).transpose(),
+                    scale,
+                );
+                if layer > 1 {
+                    let n = self.response_samples;
+                    let (ubar, _) = responses(
+                        &self.kh[layer - 1],
+                        kz,
+                        d1.as_ref().subrows(0, n),
+                        curv.as_ref().subrows(0, n),
+                        p,
+                        t,
+                        Seed::G,
+                    );
+                    self.op.b[layer - 1].as_mut().submatrix_mut(c, 0, p, w).copy_from(&ubar);
+                }
+                if let Some(tan) = self.tangent.as_mut().filter(|_| layer == top) {
+                    let mut dz = Mat::from_fn(z.nrows(), p, |_, _| 1.0);
+                    gemm_nt(
+                        dz.as_mut(),
+                        Accum::Add,
+                        tan.dphi.as_ref().subcols(0, w),
+                        kz.as_ref().submatrix(c, 0, p, w),
+                        1.0,
+                    );
+                    for j in 0..p {
+                        for i in 0..dz.nrows() {
+                            tan.dg[(i, c + j)] = curv[(i, c + j)] * tan.dh[(i, j)] + d1[(i, c + j)] * dz[(i, j)];
+                        }
+                    }
+                }
+                rows
+            }
+            Fields::Exact { .. } => {
+                let (ones, zeros) = (Mat::from_fn(1, w, |_, _| 1.0), Mat::<f64>::zeros(1, w));
+                let (ubar, rbar) =
+                    responses(&self.kh[layer - 1], &self.kz[layer - 1], ones.as_ref(), zeros.as_ref(), p, t, Seed::G);
+                let (cu, cr) = (self.u_covariance(layer, w), self.r_covariance(layer, w));
+                let Fields::Exact { g_u, g_r, .. } = &mut self.fields[layer - 1] else { unreachable!() };
+                g_u.as_mut().submatrix_mut(c, 0, p, w).copy_from(&ubar);
+                g_r.as_mut().submatrix_mut(c, 0, p, w).copy_from(&rbar);
+                if layer > 1 {
+                    self.op.b[layer - 1].as_mut().submatrix_mut(c, 0, p, w).copy_from(&ubar);
+                }
+                let mut rows = &ubar * &cu * g_u.as_ref().submatrix(0, 0, w, w).transpose();
+                rows += &rbar * &cr * g_r.as_ref().submatrix(0, 0, w, w).transpose();
+                rows
+            }
+        };
+        set_symmetric_rows(&mut self.op.g[layer - 1], &rows, c);
+    }
+}
+
+/// Write the row block `rows` (P × w) at row offset c into a symmetric matrix and its transpose.
+fn set_symmetric_rows(m: &mut Mat<f64>, rows: &Mat<f64>, c: usize) {
+    for i in 0..rows.nrows() {
+        for b in 0..rows.ncols() {
+            m[(c + i, b)] = rows[(i, b)];
+            m[(b, c + i)] = rows[(i, b)];
+        }
+    }
+}
+
+/// Sample-averaged Jacobians of φ(t) (`Seed::Phi`) or g(t) (`Seed::G`), P quantities at step t,
+/// with respect to the sources u and r at every super-index up to step t: (∂·/∂u, ∂·/∂r), P × w
+/// each, w = (t + 1)P. One adjoint sweep from t back to 0 through the linearized process
+///
+/// ```text
+/// δh = δu + K_h δg,   δφ = φ'(h) δh,   δz = δr + K_z δφ,   δg = φ''(h)z δh + φ'(h) δz
+/// ```
+///
+/// for each sample (rows of `d1` = φ'(h), `curv` = φ''(h)z); the adjoint rows are (sample, μ).
+fn responses(
+    kh: &Mat<f64>,
+    kz: &Mat<f64>,
+    d1: MatRef<'_, f64>,
+    curv: MatRef<'_, f64>,
+    p: usize,
+    t: usize,
+    seed: Seed,
+) -> (Mat<f64>, Mat<f64>) {
+    let (m, w) = (d1.nrows(), (t + 1) * p);
+    let n = m * p;
+    let mut hbar = Mat::<f64>::zeros(n, w);
+    let mut zbar = Mat::<f64>::zeros(n, w);
+    let mut gbar = Mat::<f64>::zeros(n, p);
+    let mut fbar = Mat::<f64>::zeros(n, p);
+    for s in (0..=t).rev() {
+        let c = s * p;
+        // ḡ(s) = Σ_{later a} h̄_a K_h[a, s];  z̄(s) = φ'(h) ḡ(s).
+        let later = w - c - p;
+        gemm_nt(
+            gbar.as_mut(),
+            Accum::Replace,
+            hbar.as_ref().subcols(c + p, later),
+            kh.as_ref().submatrix(c + p, c, later, p).transpose(),
+            1.0,
+        );
+        if seed == Seed::G && s == t {
+            for mu in 0..p {
+                for i in 0..m {
+                    gbar[(mu * m + i, mu)] += 1.0;
+                }
+            }
+        }
+        for j in 0..p {
+            for row in 0..n {
+                zbar[(row, c + j)] = d1[(row % m, c + j)] * gbar[(row, j)];
+            }
+        }
+        // φ̄(s) = Σ_{a at or after s} z̄_a K_z[a, s];  h̄(s) = φ'(h) φ̄(s) + φ''(h)z ḡ(s).
+        gemm_nt(
+            fbar.as_mut(),
+            Accum::Replace,
+            zbar.as_ref().subcols(c, w - c),
+            kz.as_ref().submatrix(c, c, w - c, p).transpose(),
+            1.0,
+        );
+        if seed == Seed::Phi && s == t {
+            for mu in 0..p {
+                for i in 0..m {
+                    fbar[(mu * m + i, mu)] += 1.0;
+                }
+            }
+        }
+        for j in 0..p {
+            for row in 0..n {
+                let i = row % m;
+                hbar[(row, c + j)] = d1[(i, c + j)] * fbar[(row, j)] + curv[(i, c + j)] * gbar[(row, j)];
+            }
+        }
+    }
+    let mean = |x: &Mat<f64>| Mat::from_fn(p, w, |mu, b| (0..m).map(|i| x[(mu * m + i, b)]).sum::<f64>() / m as f64);
+    (mean(&hbar), mean(&zbar))
 }

@@ -1,0 +1,470 @@
+//! Theory next to trained runs (`specdyn compare`): the μP DMFT of the runs' config (computed
+//! once, cached in each run's `theory/`), against every run's loss, hidden feature kernels and
+//! top singular values of the hidden weights, grouped by width (mean ± sd over seeds).
+//!
+//! Output tables (long format, one row per step × quantity × width):
+//!
+//! | file | columns |
+//! |---|---|
+//! | `loss.csv` | step, width, seeds, run_mean, run_sd, theory, theory_stderr, rel_gap |
+//! | `alignment.csv` | step, width, seed, kernel, alignment (Φ^ℓ run vs theory, eq. below) |
+//! | `outliers.csv` | step, matrix, width, seeds, run_mean, run_sd, theory, rel_gap, mp_edge |
+//! | `summary.csv` | width, seeds, max_loss_gap, min_alignment, max_outlier_gap, outlier_steps |
+//!
+//! Kernel alignment A(K, K') = ⟨K, K'⟩_F / (‖K‖_F ‖K'‖_F) (Cortes et al. 2012, uncentered).
+//! `max_loss_gap` is over steps where the theory loss is above 1% of its initial value;
+//! `max_outlier_gap` over steps where the theory predicts an outlier of W^ℓ (after escape),
+//! with the theory's top outlier compared with the run's top normalized singular value.
+
+pub mod prediction;
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+use crate::report::{Figure, Panel, RefLine, Series, save_figure};
+use crate::theory::network::DmftOptions;
+use crate::train::{RunDir, Trainer};
+pub use prediction::MupPrediction;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Φ^ℓ = φ(h^ℓ)φ(h^ℓ)ᵀ/N on the training inputs for ℓ = 1..=L (P × P, row-major): the finite-N
+/// counterpart of the DMFT's feature kernels.
+pub fn hidden_kernels<B: Kernels>(trainer: &Trainer<B>) -> Vec<Vec<f64>> {
+    let (x, _) = trainer.batch();
+    let trace = trainer.model.forward_trace(x);
+    let act = trainer.config.model.activation;
+    trace
+        .preactivations
+        .into_iter()
+        .map(|h| {
+            let [p, n] = h.dims();
+            let h = crate::model::tensor_to_vec(h);
+            let f = faer::Mat::from_fn(p, n, |i, j| act.eval(h[i * n + j] as f64));
+            let k = &f * f.transpose() * faer::Scale(1.0 / n as f64);
+            (0..p * p).map(|idx| k[(idx / p, idx % p)]).collect()
+        })
+        .collect()
+}
+
+/// Uncentered kernel alignment ⟨a, b⟩ / (‖a‖‖b‖).
+pub fn alignment(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct RunMeasurement {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    /// (step, train loss) from metrics.csv.
+    pub loss: Vec<(usize, f64)>,
+    /// Top normalized singular value of each hidden matrix: name → (step, value); and its MP edge.
+    pub top: BTreeMap<String, Vec<(usize, f64)>>,
+    pub mp_edge: BTreeMap<String, f64>,
+    /// (step, kernel index ℓ−1, alignment with the theory).
+    pub alignment: Vec<(usize, usize, f64)>,
+}
+
+fn read_csv_rows(path: &Path, hint: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| Error::data(path, e.to_string(), hint))?;
+    let head: Vec<String> =
+        r.headers().map_err(|e| Error::data(path, e.to_string(), hint))?.iter().map(str::to_string).collect();
+    let rows = r
+        .records()
+        .map(|rec| {
+            rec.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| Error::data(path, e.to_string(), hint))
+        })
+        .collect::<Result<_>>()?;
+    Ok((head, rows))
+}
+
+fn column(head: &[String], name: &str, path: &Path) -> Result<usize> {
+    head.iter().position(|h| h == name).ok_or_else(|| {
+        Error::data(path, format!("has no column '{name}'"), "it was not written by this version of specdyn")
+    })
+}
+
+impl RunMeasurement {
+    /// Read a run's metrics and spectra and align its checkpoints' kernels with `theory`.
+    pub fn read(dir: &Path, theory: &MupPrediction) -> Result<Self> {
+        let run = RunDir::new(dir);
+        let config = run.read_config()?;
+        let hint = "re-run `specdyn train` (or `specdyn spectra RUN` for spectra.csv)";
+        let metrics = run.metrics_path();
+        let (head, rows) = read_csv_rows(&metrics, hint)?;
+        let (cs, cl) = (column(&head, "step", &metrics)?, column(&head, "train_loss", &metrics)?);
+        let parse = |s: &str, path: &Path| -> Result<f64> {
+            s.parse::<f64>().map_err(|_| Error::data(path, format!("'{s}' is not a number"), hint))
+        };
+        let mut loss = Vec::new();
+        for r in &rows {
+            loss.push((parse(&r[cs], &metrics)? as usize, parse(&r[cl], &metrics)?));
+        }
+        let spectra = dir.join("spectra.csv");
+        if !spectra.exists() {
+            return Err(Error::run_dir(dir, "has no spectra.csv", "run `specdyn spectra RUN` first"));
+        }
+        let (head, rows) = read_csv_rows(&spectra, hint)?;
+        let [cm, ck, cst, cr, cv, ce] =
+            ["matrix", "kind", "step", "rank", "value", "mp_edge"].map(|c| column(&head, c, &spectra));
+        let (cm, ck, cst, cr, cv, ce) = (cm?, ck?, cst?, cr?, cv?, ce?);
+        let mut top: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
+        let mut mp_edge = BTreeMap::new();
+        for r in rows.iter().filter(|r| r[ck] == "hidden" && r[cr] == "1") {
+            top.entry(r[cm].clone()).or_default().push((parse(&r[cst], &spectra)? as usize, parse(&r[cv], &spectra)?));
+            mp_edge.insert(r[cm].clone(), parse(&r[ce], &spectra)?);
+        }
+        let mut alignment = Vec::new();
+        for path in crate::spectra::record::step_checkpoints(dir) {
+            let ckpt = crate::checkpoint::Checkpoint::load(&path)?;
+            let t = ckpt.step as usize;
+            if t > theory.steps() {
+                continue;
+            }
+            let trainer =
+                Trainer::<burn::backend::Flex>::from_checkpoint(config.clone(), &ckpt, &path, Default::default())?;
+            for (k, kern) in hidden_kernels(&trainer).iter().enumerate() {
+                alignment.push((t, k, self::alignment(kern, &theory.kernels[t][k])));
+            }
+        }
+        Ok(RunMeasurement { dir: dir.to_path_buf(), config, loss, top, mp_edge, alignment })
+    }
+}
+
+/// The prediction for `cfg`: from the first run's cache whose key matches, else computed and
+/// cached in every run's `theory/`.
+pub fn prediction_for_runs(runs: &[PathBuf], opts: &DmftOptions, quiet: bool) -> Result<MupPrediction> {
+    let configs: Vec<RunConfig> = runs.iter().map(|r| RunDir::new(r).read_config()).collect::<Result<_>>()?;
+    let key = prediction::cache_key(&configs[0], opts);
+    for (r, c) in runs.iter().zip(&configs).skip(1) {
+        if prediction::cache_key(c, opts) != key {
+            return Err(Error::config(
+                format!("{} has a different config from {} (beyond width and seed)", r.display(), runs[0].display()),
+                "compare runs of one config at several widths and seeds; run `specdyn compare` once per config",
+            ));
+        }
+    }
+    let p = configs[0].data.train_size;
+    let depth = configs[0].model.depth;
+    for r in runs {
+        if let Some(pred) = MupPrediction::read_cached(&r.join("theory"), &key, p, depth)? {
+            if !quiet {
+                eprintln!("using the cached theory in {}", r.join("theory").display());
+            }
+            for other in runs {
+                if MupPrediction::read_cached(&other.join("theory"), &key, p, depth).ok().flatten().is_none() {
+                    pred.write(&other.join("theory"))?;
+                }
+            }
+            return Ok(pred);
+        }
+    }
+    let pred = compute_with_bar(&configs[0], opts, quiet)?;
+    for r in runs {
+        pred.write(&r.join("theory"))?;
+    }
+    Ok(pred)
+}
+
+/// Solve the DMFT with a progress bar.
+pub fn compute_with_bar(cfg: &RunConfig, opts: &DmftOptions, quiet: bool) -> Result<MupPrediction> {
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("DMFT {elapsed_precise} [{bar:30}] step {pos}/{len} (ETA {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let t0 = std::time::Instant::now();
+    let pred = MupPrediction::compute(cfg, opts, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if !quiet {
+        eprintln!("DMFT solved in {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    Ok(pred)
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    crate::report::theory::mean_sd(xs)
+}
+
+/// One width's aggregate numbers (a row of summary.csv).
+#[derive(Clone, Debug)]
+pub struct WidthSummary {
+    pub width: usize,
+    pub seeds: usize,
+    pub max_loss_gap: f64,
+    pub min_alignment: f64,
+    pub max_outlier_gap: f64,
+    pub outlier_steps: usize,
+}
+
+/// Compare `runs` with their theory; write tables and figures into `out`.
+pub fn compare(
+    runs: &[PathBuf],
+    out: &Path,
+    opts: &DmftOptions,
+    quiet: bool,
+) -> Result<(Vec<WidthSummary>, Vec<PathBuf>)> {
+    if runs.is_empty() {
+        return Err(Error::config(
+            "no run directories given",
+            "e.g. specdyn compare runs/cmp/N1024-s0 runs/cmp/N4096-s0",
+        ));
+    }
+    let theory = prediction_for_runs(runs, opts, quiet)?;
+    let measured: Vec<RunMeasurement> = runs.iter().map(|r| RunMeasurement::read(r, &theory)).collect::<Result<_>>()?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io("create output directory", out, e))?;
+    let mut by_width: BTreeMap<usize, Vec<&RunMeasurement>> = BTreeMap::new();
+    for m in &measured {
+        by_width.entry(m.config.model.width).or_default().push(m);
+    }
+    let t_max = theory.steps();
+    let floor = 0.01 * theory.loss[0];
+    let (mut loss_csv, mut out_csv, mut align_csv) = (
+        String::from("step,width,seeds,run_mean,run_sd,theory,theory_stderr,rel_gap\n"),
+        String::from("step,matrix,width,seeds,run_mean,run_sd,theory,rel_gap,mp_edge\n"),
+        String::from("step,width,seed,kernel,alignment\n"),
+    );
+    let mut summaries = Vec::new();
+    let mut loss_series = vec![Series {
+        label: "DMFT (N → ∞)".into(),
+        points: theory.loss.iter().enumerate().map(|(t, l)| (t as f64, *l)).collect(),
+        color: 0,
+        ..Default::default()
+    }];
+    let hidden: Vec<String> = (1..theory.depth).map(MupPrediction::matrix_name).collect();
+    let mut outlier_panels: Vec<Panel> = hidden
+        .iter()
+        .enumerate()
+        .map(|(k, name)| Panel {
+            title: format!("top singular value of W{} ({name})", k + 1),
+            x_label: "step".into(),
+            y_label: "normalized singular value".into(),
+            series: vec![Series {
+                label: "DMFT outlier".into(),
+                points: theory.outliers[k]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(t, v)| v.first().map(|x| (t as f64, *x)))
+                    .collect(),
+                color: 0,
+                ..Default::default()
+            }],
+            ref_lines: vec![RefLine { value: 2.0, label: "MP edge".into(), vertical: false }],
+            ..Default::default()
+        })
+        .collect();
+    let mut align_series = Vec::new();
+    for (wi, (width, group)) in by_width.iter().enumerate() {
+        let color = wi + 1;
+        let mut s = WidthSummary {
+            width: *width,
+            seeds: group.len(),
+            max_loss_gap: 0.0,
+            min_alignment: f64::INFINITY,
+            max_outlier_gap: 0.0,
+            outlier_steps: 0,
+        };
+        // Loss at the steps every seed logged.
+        let steps: Vec<usize> = group[0].loss.iter().map(|(t, _)| *t).filter(|t| *t <= t_max).collect();
+        let mut pts = Vec::new();
+        let mut errs = Vec::new();
+        for t in steps {
+            let vals: Vec<f64> =
+                group.iter().filter_map(|m| m.loss.iter().find(|(s, _)| *s == t).map(|(_, l)| *l)).collect();
+            if vals.len() != group.len() {
+                continue;
+            }
+            let (m, sd) = mean_sd(&vals);
+            let gap = (theory.loss[t] - m) / m;
+            if theory.loss[t] > floor {
+                s.max_loss_gap = s.max_loss_gap.max(gap.abs());
+            }
+            let _ = writeln!(
+                loss_csv,
+                "{t},{width},{},{m:e},{sd:e},{:e},{:e},{gap:e}",
+                vals.len(),
+                theory.loss[t],
+                theory.loss_stderr[t]
+            );
+            pts.push((t as f64, m));
+            errs.push(sd);
+        }
+        loss_series.push(Series {
+            label: format!("N = {width}"),
+            points: pts,
+            color,
+            markers: true,
+            y_err: errs,
+            ..Default::default()
+        });
+        // Outliers.
+        for (k, name) in hidden.iter().enumerate() {
+            let edge = group[0].mp_edge.get(name).copied().unwrap_or(2.0);
+            let steps: Vec<usize> = group[0]
+                .top
+                .get(name)
+                .map(|v| v.iter().map(|(t, _)| *t).filter(|t| *t <= t_max).collect())
+                .unwrap_or_default();
+            let (mut pts, mut errs) = (Vec::new(), Vec::new());
+            for t in steps {
+                let vals: Vec<f64> = group
+                    .iter()
+                    .filter_map(|m| m.top.get(name).and_then(|v| v.iter().find(|(s, _)| *s == t)).map(|(_, x)| *x))
+                    .collect();
+                if vals.len() != group.len() {
+                    continue;
+                }
+                let (m, sd) = mean_sd(&vals);
+                let pred = theory.outliers[k][t].first().copied();
+                let gap = pred.map(|p| (p - m) / m);
+                if let Some(g) = gap {
+                    s.max_outlier_gap = s.max_outlier_gap.max(g.abs());
+                    s.outlier_steps += 1;
+                }
+                let fmt = |x: Option<f64>| x.map(|v| format!("{v:e}")).unwrap_or_default();
+                let _ = writeln!(
+                    out_csv,
+                    "{t},{name},{width},{},{m:e},{sd:e},{},{},{edge}",
+                    vals.len(),
+                    fmt(pred),
+                    fmt(gap)
+                );
+                pts.push((t as f64, m));
+                errs.push(sd);
+            }
+            outlier_panels[k].series.push(Series {
+                label: format!("N = {width}"),
+                points: pts,
+                color,
+                markers: true,
+                y_err: errs,
+                ..Default::default()
+            });
+        }
+        // Alignment.
+        let mut last_layer = Vec::new();
+        for m in group {
+            for (t, k, a) in &m.alignment {
+                s.min_alignment = s.min_alignment.min(*a);
+                let _ = writeln!(align_csv, "{t},{width},{},{},{a}", m.config.seed, theory.kernel_name(*k));
+                if *k + 1 == theory.depth && m.config.seed == group[0].config.seed {
+                    last_layer.push((*t as f64, *a));
+                }
+            }
+        }
+        align_series.push(Series {
+            label: format!("N = {width}, Φ^{} (seed {})", theory.depth, group[0].config.seed),
+            points: last_layer,
+            color,
+            markers: true,
+            ..Default::default()
+        });
+        summaries.push(s);
+    }
+    let mut summary_csv = String::from("width,seeds,max_loss_gap,min_alignment,max_outlier_gap,outlier_steps\n");
+    for s in &summaries {
+        let _ = writeln!(
+            summary_csv,
+            "{},{},{:.6},{:.6},{:.6},{}",
+            s.width, s.seeds, s.max_loss_gap, s.min_alignment, s.max_outlier_gap, s.outlier_steps
+        );
+    }
+    let mut files = Vec::new();
+    for (name, text) in [
+        ("loss.csv", &loss_csv),
+        ("outliers.csv", &out_csv),
+        ("alignment.csv", &align_csv),
+        ("summary.csv", &summary_csv),
+    ] {
+        let path = out.join(name);
+        crate::checkpoint::atomic_write(&path, text.as_bytes())?;
+        files.push(path);
+    }
+    let fig = |title: &str, panels: Vec<Panel>| Figure {
+        title: title.into(),
+        columns: panels.len().min(2),
+        panels,
+        panel_size: (640, 440),
+    };
+    let loss_panel = Panel {
+        title: "train loss: DMFT vs trained networks (mean ± sd over seeds)".into(),
+        x_label: "step".into(),
+        y_label: "train loss".into(),
+        log_y: true,
+        series: loss_series,
+        legend_right: true,
+        ..Default::default()
+    };
+    let align_panel = Panel {
+        title: "kernel alignment A(Φ_run, Φ_DMFT), last hidden layer".into(),
+        x_label: "step".into(),
+        y_label: "alignment".into(),
+        series: align_series,
+        ..Default::default()
+    };
+    files.extend(save_figure(
+        &fig("μP DMFT vs training: loss and kernels", vec![loss_panel, align_panel]),
+        &out.join("compare-loss"),
+    )?);
+    files.extend(save_figure(
+        &fig("hidden-weight outliers: DMFT vs training", outlier_panels),
+        &out.join("compare-outliers"),
+    )?);
+    Ok((summaries, files))
+}
+
+/// `specdyn theory mup`: the prediction alone, as tables (see [`prediction`]) and figures.
+pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool) -> Result<Vec<PathBuf>> {
+    let pred = compute_with_bar(cfg, opts, quiet)?;
+    pred.write(out)?;
+    let mut files: Vec<PathBuf> =
+        ["loss.csv", "outliers.csv", "kernels.csv", "key.toml"].iter().map(|f| out.join(f)).collect();
+    let loss = Panel {
+        title: "DMFT train loss (± Monte-Carlo standard error)".into(),
+        x_label: "step".into(),
+        y_label: "train loss".into(),
+        log_y: true,
+        series: vec![Series {
+            label: "DMFT".into(),
+            points: pred.loss.iter().enumerate().map(|(t, l)| (t as f64, *l)).collect(),
+            y_err: pred.loss_stderr.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect(),
+            ..Default::default()
+        }],
+        legend_right: true,
+        ..Default::default()
+    };
+    let outliers = Panel {
+        title: "predicted outliers of the hidden weights".into(),
+        x_label: "step".into(),
+        y_label: "normalized singular value".into(),
+        series: pred
+            .outliers
+            .iter()
+            .enumerate()
+            .map(|(k, per_t)| Series {
+                label: format!("W{} top outlier", k + 1),
+                points: per_t.iter().enumerate().filter_map(|(t, v)| v.first().map(|x| (t as f64, *x))).collect(),
+                color: k,
+                ..Default::default()
+            })
+            .collect(),
+        ref_lines: vec![RefLine { value: 2.0, label: "MP edge".into(), vertical: false }],
+        ..Default::default()
+    };
+    let fig = Figure {
+        title: "μP infinite-width DMFT".into(),
+        panels: vec![loss, outliers],
+        columns: 2,
+        panel_size: (640, 440),
+    };
+    files.extend(save_figure(&fig, &out.join("theory-mup"))?);
+    Ok(files)
+}

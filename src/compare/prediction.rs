@@ -1,0 +1,200 @@
+//! The μP DMFT prediction for one run config, as tables that are cached next to a run.
+//!
+//! Files (all CSV, long format for pandas), in a `theory/` directory:
+//!
+//! | file | columns |
+//! |---|---|
+//! | `key.toml` | the theory-relevant config and solver options (the cache key) |
+//! | `loss.csv` | step, train_loss, stderr |
+//! | `outliers.csv` | step, matrix, rank, value (normalized singular values, MP edge 2) |
+//! | `kernels.csv` | step, kernel (`phi1` … `phiL`, `ntk`), i, j, value (P × P at equal times) |
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::model::Parameterization;
+use crate::theory::network::{DmftOptions, DmftSolution, MupProblem, solve_with_progress};
+use crate::theory::weight_outliers::outliers_over_time;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Relative eigenvalue cutoff of the outlier compression (see `theory::weight_outliers`);
+/// `tests/theory_network.rs` measures its error against the full determinant (< 1e-6).
+pub const OUTLIER_TOL: f64 = 1e-8;
+
+/// Everything the theory predicts for a run config, at every step 0..=T.
+#[derive(Clone, Debug)]
+pub struct MupPrediction {
+    pub key: String,
+    pub p: usize,
+    pub depth: usize,
+    pub loss: Vec<f64>,
+    pub loss_stderr: Vec<f64>,
+    /// `kernels[t][k]`: Φ^{k+1} for k < L, then the NTK; each P × P row-major.
+    pub kernels: Vec<Vec<Vec<f64>>>,
+    /// `outliers[ℓ−1][t]`: outliers of W^ℓ (ℓ = 1..L−1) after t updates, largest first.
+    pub outliers: Vec<Vec<Vec<f64>>>,
+}
+
+/// The config and options that determine the prediction, as text. Width and model seed drop
+/// out in μP (the limit N → ∞ with fresh weights); checkpoint, spectra and logging settings
+/// never matter.
+pub fn cache_key(cfg: &RunConfig, opts: &DmftOptions) -> String {
+    let mut c = cfg.clone();
+    c.seed = 0;
+    if c.model.parameterization == Parameterization::Mup {
+        c.model.width = 0;
+    }
+    c.checkpoint = Default::default();
+    c.spectra = Default::default();
+    c.train.log_every = 0;
+    format!(
+        "{}\n[dmft]\nsamples = {}\nresponse_samples = {}\nreplicas = {}\nseed = {}\nexact_linear = {}\n",
+        c.to_toml(),
+        opts.samples,
+        opts.response_samples,
+        opts.replicas,
+        opts.seed,
+        opts.exact_linear
+    )
+}
+
+impl MupPrediction {
+    /// Solve the DMFT for `cfg` and tabulate it; `progress(done, total)` is called per step.
+    pub fn compute(cfg: &RunConfig, opts: &DmftOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
+        let problem = MupProblem::from_config(cfg)?;
+        let total = problem.times()
+            * if problem.activation == crate::model::Activation::Linear && opts.exact_linear {
+                1
+            } else {
+                opts.replicas.max(1)
+            };
+        let sol = solve_with_progress(&problem, opts, &mut |done| progress(done, total));
+        Ok(Self::from_solution(&sol, cache_key(cfg, opts)))
+    }
+
+    pub fn from_solution(sol: &DmftSolution, key: String) -> Self {
+        let pr = &sol.problem;
+        let (p, depth) = (pr.p(), pr.depth);
+        let flat = |m: faer::Mat<f64>| (0..p * p).map(|k| m[(k / p, k % p)]).collect::<Vec<f64>>();
+        let kernels = (0..pr.times())
+            .map(|t| (1..=depth).map(|l| flat(sol.phi_at(l, t))).chain(std::iter::once(flat(sol.ntk_at(t)))).collect())
+            .collect();
+        let steps: Vec<usize> = (0..pr.times()).collect();
+        let outliers = (1..depth).map(|l| outliers_over_time(sol, l, &steps, OUTLIER_TOL)).collect();
+        MupPrediction { key, p, depth, loss: sol.loss(), loss_stderr: sol.loss_stderr.clone(), kernels, outliers }
+    }
+
+    pub fn steps(&self) -> usize {
+        self.loss.len() - 1
+    }
+
+    /// Name of the k-th kernel in `kernels[t]`.
+    pub fn kernel_name(&self, k: usize) -> String {
+        if k < self.depth { format!("phi{}", k + 1) } else { "ntk".to_string() }
+    }
+
+    /// The name of W^ℓ's tensor in checkpoints and spectra (`layers.ℓ.weight`).
+    pub fn matrix_name(layer: usize) -> String {
+        format!("layers.{layer}.weight")
+    }
+
+    /// Write the tables into `dir` (each file atomically).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let mut loss = String::from("step,train_loss,stderr\n");
+        for (t, (l, s)) in self.loss.iter().zip(&self.loss_stderr).enumerate() {
+            let _ = writeln!(loss, "{t},{l:e},{s:e}");
+        }
+        let mut out = String::from("step,matrix,rank,value\n");
+        for (k, per_t) in self.outliers.iter().enumerate() {
+            for (t, vals) in per_t.iter().enumerate() {
+                for (r, v) in vals.iter().enumerate() {
+                    let _ = writeln!(out, "{t},{},{},{v:e}", Self::matrix_name(k + 1), r + 1);
+                }
+            }
+        }
+        let mut ker = String::from("step,kernel,i,j,value\n");
+        for (t, ks) in self.kernels.iter().enumerate() {
+            for (k, m) in ks.iter().enumerate() {
+                let name = self.kernel_name(k);
+                for (idx, v) in m.iter().enumerate() {
+                    let _ = writeln!(ker, "{t},{name},{},{},{v:e}", idx / self.p, idx % self.p);
+                }
+            }
+        }
+        use crate::checkpoint::atomic_write;
+        atomic_write(&dir.join("loss.csv"), loss.as_bytes())?;
+        atomic_write(&dir.join("outliers.csv"), out.as_bytes())?;
+        atomic_write(&dir.join("kernels.csv"), ker.as_bytes())?;
+        // The key goes last: a cache is only valid once it is there.
+        atomic_write(&dir.join("key.toml"), self.key.as_bytes())
+    }
+
+    /// Read a cache written by [`MupPrediction::write`] if its key is `key`; `Ok(None)` when
+    /// there is none or it belongs to another config, an error when it is corrupt.
+    pub fn read_cached(dir: &Path, key: &str, p: usize, depth: usize) -> Result<Option<Self>> {
+        match std::fs::read_to_string(dir.join("key.toml")) {
+            Ok(k) if k == key => {}
+            _ => return Ok(None),
+        }
+        let corrupt =
+            |path: &Path, what: String| Error::data(path, what, "delete the theory/ directory to recompute it");
+        let rows = |name: &str| -> Result<Vec<Vec<String>>> {
+            let path = dir.join(name);
+            let mut r = csv::Reader::from_path(&path).map_err(|e| corrupt(&path, e.to_string()))?;
+            r.records()
+                .map(|rec| {
+                    rec.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| corrupt(&path, e.to_string()))
+                })
+                .collect()
+        };
+        let num = |s: &str, file: &str| -> Result<f64> {
+            s.parse::<f64>().map_err(|_| corrupt(&dir.join(file), format!("'{s}' is not a number")))
+        };
+        let mut loss = Vec::new();
+        let mut loss_stderr = Vec::new();
+        for r in rows("loss.csv")? {
+            if r.len() != 3 {
+                return Err(corrupt(&dir.join("loss.csv"), "a row does not have 3 fields".into()));
+            }
+            loss.push(num(&r[1], "loss.csv")?);
+            loss_stderr.push(num(&r[2], "loss.csv")?);
+        }
+        let times = loss.len();
+        let mut kernels = vec![vec![vec![f64::NAN; p * p]; depth + 1]; times];
+        for r in rows("kernels.csv")? {
+            let bad = || corrupt(&dir.join("kernels.csv"), format!("unexpected row {r:?}"));
+            if r.len() != 5 {
+                return Err(bad());
+            }
+            let t = r[0].parse::<usize>().map_err(|_| bad())?;
+            let k = if r[1] == "ntk" {
+                depth
+            } else {
+                r[1].trim_start_matches("phi").parse::<usize>().map_err(|_| bad())? - 1
+            };
+            let (i, j) = (r[2].parse::<usize>().map_err(|_| bad())?, r[3].parse::<usize>().map_err(|_| bad())?);
+            if t >= times || k > depth || i >= p || j >= p {
+                return Err(bad());
+            }
+            kernels[t][k][i * p + j] = num(&r[4], "kernels.csv")?;
+        }
+        let mut outliers = vec![vec![Vec::new(); times]; depth.saturating_sub(1)];
+        for r in rows("outliers.csv")? {
+            let bad = || corrupt(&dir.join("outliers.csv"), format!("unexpected row {r:?}"));
+            if r.len() != 4 {
+                return Err(bad());
+            }
+            let t = r[0].parse::<usize>().map_err(|_| bad())?;
+            let layer = r[1].split('.').nth(1).and_then(|s| s.parse::<usize>().ok()).ok_or_else(bad)?;
+            if t >= times || layer == 0 || layer >= depth {
+                return Err(bad());
+            }
+            outliers[layer - 1][t].push(num(&r[3], "outliers.csv")?);
+        }
+        if kernels.iter().flatten().flatten().any(|v| v.is_nan()) {
+            return Err(corrupt(&dir.join("kernels.csv"), "some kernel entries are missing".into()));
+        }
+        Ok(Some(MupPrediction { key: key.to_string(), p, depth, loss, loss_stderr, kernels, outliers }))
+    }
+}

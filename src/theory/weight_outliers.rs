@@ -1,0 +1,205 @@
+//! Outlier singular values of the hidden weights of a trained μP network (theory map T7;
+//! tutorial §11.2, eqs. 108–111; paper App. C–D).
+//!
+//! After t updates the hidden matrix W^ℓ (N × N, entries N(0, σ²) at init) is, with W̃ = W/σ,
+//!
+//! ```text
+//! W̃(t) = W̃(0) + (1/√N) Σ_b U_b V_bᵀ,   U_b = (η₀γΔ_b/σ) g^{ℓ+1}_b,   V_b = φ^ℓ_b,   b = (s, ν), s < t
+//! ```
+//!
+//! (eq. 109 with the factor η₀γΔ_b/σ absorbed into the left spike, as the tutorial does). The
+//! spikes are elementwise functions of the fields χ̃ = W̃(0)V/√N and ξ̃ = W̃(0)ᵀU/√N, and eq. (111)
+//! needs their overlaps and responses, which follow from the network DMFT
+//! ([`super::network`]; A^ℓ = ⟨∂φ^ℓ/∂r^ℓ⟩, B^ℓ = ⟨∂g^{ℓ+1}/∂u^{ℓ+1}⟩, with d_b = η₀γΔ_b/σ):
+//!
+//! ```text
+//! C^φ_ab = Φ^ℓ_ab     C^g_ab = d_a d_b G^{ℓ+1}_ab     R^φ_ab = σ A^ℓ_ab / d_b     R^g_ab = σ d_a B^ℓ_ab
+//! ```
+//!
+//! **Reduction** (theory map): with B = −[[R^φ + C^φ, C^φ], [R^φᵀ, R^φᵀ]] and
+//! C = −[[R^g + C^g, C^g], [R^gᵀ, R^gᵀ]], det A(z) = 0 exactly when (1 − 𝒢)/𝒢 is an eigenvalue λ
+//! of CB, 𝒢 the c = 1 MP Stieltjes transform; so every outlier eigenvalue of W̃ᵀW̃/N is
+//! z = λ + 2 + 1/λ for a real eigenvalue λ > 1 of the 2S × 2S matrix CB (bulk edge 4), and the
+//! normalized singular value is √z (bulk edge 2). With independent spikes (R = 0) and one spike
+//! this is the classical (1 + θ²)/θ.
+//!
+//! **Compression**: if Q (S × k, orthonormal) spans the range of C^φ, then V = VQQᵀ, the update
+//! is UVᵀ = (UQ)(VQ)ᵀ, and the rotated spikes UQ, VQ are again elementwise functions of the
+//! fields with order parameters QᵀXQ for X ∈ {C^φ, C^g, R^φ, R^g}: the same problem of size k.
+//! Truncating Q to the eigenmodes of C^φ above a relative tolerance is the only approximation;
+//! `tests/theory_network.rs` measures its error against the full determinant.
+
+use super::network::DmftSolution;
+use faer::Mat;
+
+/// Order parameters of the spikes of one hidden matrix at one time (S × S each).
+#[derive(Clone, Debug)]
+pub struct SpikeOrderParameters {
+    pub c_phi: Mat<f64>,
+    pub c_g: Mat<f64>,
+    pub r_phi: Mat<f64>,
+    pub r_g: Mat<f64>,
+    /// The super-indices b = tP + μ of the spikes kept (empty after a compression).
+    pub spikes: Vec<usize>,
+}
+
+impl DmftSolution {
+    /// The spike order parameters of W^ℓ (1 ≤ ℓ < L) after `t` updates (spikes with a
+    /// vanishing error Δ_b contribute nothing and are left out).
+    pub fn spike_order_parameters(&self, layer: usize, t: usize) -> SpikeOrderParameters {
+        let pr = &self.problem;
+        assert!(layer >= 1 && layer < pr.depth, "hidden matrices are W¹ … W^(L−1)");
+        let sigma = pr.sigma2.sqrt();
+        let delta = self.delta();
+        let dmax = delta[..t * pr.p()].iter().fold(0.0f64, |m, d| m.max(d.abs()));
+        let spikes: Vec<usize> = (0..t * pr.p()).filter(|&b| delta[b].abs() > 1e-12 * dmax).collect();
+        let d: Vec<f64> = spikes.iter().map(|&b| pr.eta0 * pr.gamma * delta[b] / sigma).collect();
+        let n = spikes.len();
+        let (phi, g_above, a, b) = (&self.phi[layer - 1], &self.g[layer], &self.a[layer - 1], &self.b[layer]);
+        SpikeOrderParameters {
+            c_phi: Mat::from_fn(n, n, |i, j| phi[(spikes[i], spikes[j])]),
+            c_g: Mat::from_fn(n, n, |i, j| d[i] * d[j] * g_above[(spikes[i], spikes[j])]),
+            r_phi: Mat::from_fn(n, n, |i, j| sigma * a[(spikes[i], spikes[j])] / d[j]),
+            r_g: Mat::from_fn(n, n, |i, j| sigma * d[i] * b[(spikes[i], spikes[j])]),
+            spikes,
+        }
+    }
+}
+
+impl SpikeOrderParameters {
+    pub fn size(&self) -> usize {
+        self.c_phi.nrows()
+    }
+
+    /// Rotate onto the eigenmodes of C^φ above `tol`·λ_max (see the module docs).
+    pub fn compressed(&self, tol: f64) -> SpikeOrderParameters {
+        let q = super::network::low_rank_sqrt(&self.c_phi, tol);
+        // Normalize the columns: Q with orthonormal columns spanning the same modes.
+        let q = Mat::from_fn(q.nrows(), q.ncols(), |i, j| q[(i, j)] / q.col(j).norm_l2());
+        let rot = |x: &Mat<f64>| q.transpose() * x * &q;
+        SpikeOrderParameters {
+            c_phi: rot(&self.c_phi),
+            c_g: rot(&self.c_g),
+            r_phi: rot(&self.r_phi),
+            r_g: rot(&self.r_g),
+            spikes: Vec::new(),
+        }
+    }
+
+    /// The 2S × 2S matrices (B, C) of the reduction.
+    fn blocks(&self) -> (Mat<f64>, Mat<f64>) {
+        let s = self.size();
+        let block = |r: &Mat<f64>, c: &Mat<f64>| {
+            Mat::from_fn(2 * s, 2 * s, |i, j| -match (i < s, j < s) {
+                (true, true) => r[(i, j)] + c[(i, j)],
+                (true, false) => c[(i, j - s)],
+                (false, _) => r[(j % s, i - s)],
+            })
+        };
+        (block(&self.r_phi, &self.c_phi), block(&self.r_g, &self.c_g))
+    }
+
+    /// Every outlier of W̃ᵀW̃/N: z = λ + 2 + 1/λ for the real eigenvalues λ > 1 of CB, as
+    /// normalized singular values √z, largest first.
+    pub fn outliers(&self) -> Vec<f64> {
+        if self.size() == 0 {
+            return Vec::new();
+        }
+        let (b, c) = self.blocks();
+        let cb = &c * &b;
+        let eig = cb.eigenvalues().unwrap_or_default();
+        let scale = eig.iter().map(|e| e.norm()).fold(1.0, f64::max);
+        let mut out: Vec<f64> = eig
+            .into_iter()
+            .filter(|e| e.im.abs() <= 1e-9 * scale && e.re > 1.0)
+            .map(|e| (e.re + 2.0 + 1.0 / e.re).sqrt())
+            .collect();
+        out.sort_by(|a, b| b.total_cmp(a));
+        out
+    }
+
+    /// The 4S × 4S matrix A(z) of eq. (111) at z > 4.
+    pub fn matrix_111(&self, z: f64) -> Mat<f64> {
+        let s = self.size();
+        let g = (z - (z * z - 4.0 * z).sqrt()) / (2.0 * z);
+        let (b, c) = self.blocks();
+        Mat::from_fn(4 * s, 4 * s, |i, j| {
+            let (bi, bj) = (i / (2 * s), j / (2 * s));
+            let (ii, jj) = (i % (2 * s), j % (2 * s));
+            match (bi, bj) {
+                (0, 0) => {
+                    if ii == jj {
+                        1.0 / g
+                    } else {
+                        0.0
+                    }
+                }
+                (0, 1) => b[(ii, jj)],
+                (1, 0) => c[(ii, jj)],
+                _ => {
+                    if ii == jj {
+                        1.0 - g
+                    } else {
+                        0.0
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The outliers of W^ℓ after each update count in `steps` (ascending, ≤ T), from one
+/// compression shared by all of them: the eigenmodes Q of the full-horizon C^φ above
+/// `tol`·λ_max restricted to the spikes before t span C^φ's range at time t (up to the dropped
+/// modes), so each time needs a thin QR of those rows and the k × k problem, not an S × S one.
+/// `tol = 0` keeps every mode (exact). Returns one list per step, largest first.
+pub fn outliers_over_time(sol: &DmftSolution, layer: usize, steps: &[usize], tol: f64) -> Vec<Vec<f64>> {
+    let horizon = steps.iter().copied().max().unwrap_or(0).min(sol.problem.steps);
+    let full = sol.spike_order_parameters(layer, horizon);
+    let modes = super::network::low_rank_sqrt(&full.c_phi, tol);
+    let p = sol.problem.p();
+    let spikes = &full.spikes;
+    steps
+        .iter()
+        .map(|&t| {
+            let n = spikes.iter().take_while(|&&b| b < t.min(horizon) * p).count();
+            if n == 0 || modes.ncols() == 0 {
+                return Vec::new();
+            }
+            let q = modes.subrows(0, n).qr().compute_thin_Q();
+            let rot = |x: &Mat<f64>| q.transpose() * x.submatrix(0, 0, n, n) * &q;
+            SpikeOrderParameters {
+                c_phi: rot(&full.c_phi),
+                c_g: rot(&full.c_g),
+                r_phi: rot(&full.r_phi),
+                r_g: rot(&full.r_g),
+                spikes: Vec::new(),
+            }
+            .outliers()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn independent_spike_is_classical_bbp() {
+        // One spike U = θ·√N û, V = √N v̂ with no responses: outlier (1 + θ²)/θ.
+        let theta: f64 = 1.7;
+        let op = SpikeOrderParameters {
+            c_phi: Mat::from_fn(1, 1, |_, _| 1.0),
+            c_g: Mat::from_fn(1, 1, |_, _| theta * theta),
+            r_phi: Mat::zeros(1, 1),
+            r_g: Mat::zeros(1, 1),
+            spikes: vec![0],
+        };
+        let out = op.outliers();
+        assert!((out[0] - (1.0 + theta * theta) / theta).abs() < 1e-12, "{out:?}");
+        // And A(z) is singular there.
+        let z = out[0] * out[0];
+        let smin = *op.matrix_111(z).singular_values().unwrap().last().unwrap();
+        assert!(smin < 1e-10, "σ_min = {smin}");
+    }
+}

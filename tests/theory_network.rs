@@ -1,0 +1,152 @@
+//! The μP network DMFT (theory map T6–T7) against independent computations: the exact linear
+//! solution, kernel gradient descent with the initial NTK (γ → 0), the full outlier
+//! determinant, and trained finite-width networks.
+
+use burn::backend::Flex;
+use specdyn::compare::{alignment, hidden_kernels};
+use specdyn::config::RunConfig;
+use specdyn::spectra::matrix::singular_values;
+use specdyn::theory::network::{DmftOptions, InitialKernels, MupProblem, solve};
+use specdyn::theory::weight_outliers::outliers_over_time;
+use specdyn::train::Trainer;
+
+/// The recorded-comparison config (configs/dmft-compare.toml) with overrides.
+fn config(overrides: &[&str]) -> RunConfig {
+    let text = std::fs::read_to_string("configs/dmft-compare.toml").expect("configs/dmft-compare.toml");
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    RunConfig::from_toml_str(&text, &o).expect("valid overrides")
+}
+
+fn problem(overrides: &[&str]) -> MupProblem {
+    MupProblem::from_config(&config(overrides)).expect("a DMFT problem")
+}
+
+#[test]
+fn linear_monte_carlo_matches_exact_solution() {
+    // Linear φ: the exact matrix solution vs the Monte-Carlo sampler with derivative responses.
+    let pr = problem(&["model.activation=\"linear\"", "train.steps=20", "data.train_size=8", "model.gamma0=1.5"]);
+    let exact = solve(&pr, &DmftOptions::default());
+    let mc = solve(&pr, &DmftOptions { exact_linear: false, replicas: 4, response_samples: 100, ..Default::default() });
+    let (le, lm) = (exact.loss(), mc.loss());
+    for t in 0..pr.times() {
+        // Within 4 Monte-Carlo standard errors (plus 0.2% for the bias of a ratio of means).
+        let tol = 4.0 * mc.loss_stderr[t] + 2e-3 * le[t];
+        assert!((lm[t] - le[t]).abs() <= tol, "t = {t}: MC {} vs exact {} (tol {tol})", lm[t], le[t]);
+    }
+    // The learned features, too: the last layer's kernel at the end, with the Monte-Carlo
+    // error of the 4-replica mean estimated from the replicas' own scatter.
+    let t = pr.steps;
+    let ke = exact.phi_at(pr.depth, t);
+    let replicas: Vec<_> = (0..4u64)
+        .map(|k| {
+            let o =
+                DmftOptions { exact_linear: false, response_samples: 100, seed: 1_000_003 * k, ..Default::default() };
+            solve(&pr, &o).phi_at(pr.depth, t)
+        })
+        .collect();
+    let mean = replicas.iter().fold(faer::Mat::<f64>::zeros(pr.p(), pr.p()), |acc, m| acc + m) * faer::Scale(0.25);
+    let rms = (replicas.iter().map(|m| (m - &mean).norm_l2().powi(2)).sum::<f64>() / 3.0).sqrt();
+    let err = (&mean - &ke).norm_l2();
+    assert!(err <= 3.0 * rms / 2.0, "Φ^L(T): ‖MC − exact‖ = {err}, Monte-Carlo error of the mean {}", rms / 2.0);
+    // M = 2000 samples per layer: each replica's Φ carries ~10% relative noise, the mean ~5%.
+    assert!(rms / 2.0 < 0.08 * ke.norm_l2(), "Monte-Carlo error {} of ‖Φ‖ = {}", rms / 2.0, ke.norm_l2());
+    assert!(le[t] < 0.7 * le[0], "the case must learn: {} → {}", le[0], le[t]);
+}
+
+#[test]
+fn small_gamma_reduces_to_ntk_dynamics() {
+    // γ → 0: the DMFT must follow kernel gradient descent with the initial NTK (eq. 86),
+    // computed here by the independent layer recursion of `InitialKernels`.
+    for (act, tol) in [("linear", 1e-6), ("tanh", 0.04)] {
+        let pr = problem(&[
+            &format!("model.activation=\"{act}\""),
+            "train.steps=40",
+            "model.gamma0=0.0001",
+            "optimizer.lr=1.0",
+        ]);
+        let sol = solve(&pr, &DmftOptions { samples: 4000, ..Default::default() });
+        let init = InitialKernels::new(&pr, 200_000, 7);
+        let lazy = init.lazy_outputs(&pr);
+        // The kernel does not move (lazy), and it is the initial NTK (Monte-Carlo error ~2%).
+        let (k0, k_end) = (sol.ntk_at(0), sol.ntk_at(40));
+        let moved = (&k_end - &k0).norm_l2() / k0.norm_l2();
+        assert!(moved < 1e-4, "{act}: the NTK moved by {moved} at γ₀ = 1e-4");
+        // Monte-Carlo error of the tanh kernels ∝ M^(−1/2): 7.8%, 4.5%, 2.4% at M = 1k, 4k, 16k.
+        let off = (&k0 - &init.ntk).norm_l2() / init.ntk.norm_l2();
+        assert!(off < 2.0 * tol, "{act}: DMFT NTK vs layer recursion {off}");
+        let loss = sol.loss();
+        for (t, f) in lazy.iter().enumerate() {
+            let l: f64 = f.iter().zip(&pr.y).map(|(f, y)| (f - y).powi(2)).sum::<f64>() / (2.0 * pr.p() as f64);
+            assert!((loss[t] - l).abs() <= tol * l, "{act}, t = {t}: DMFT {} vs NTK {l}", loss[t]);
+        }
+        assert!(loss[40] < 0.9 * loss[0], "{act}: the lazy case must learn");
+    }
+}
+
+#[test]
+fn compressed_outliers_match_full_determinant() {
+    // T = 40: W² has escaped (theory ≈ 2.2). Full 2S × 2S reduction vs the shared compression,
+    // and the full 4S × 4S matrix A(z) of eq. (111) is singular at the root.
+    let pr = problem(&["train.steps=40"]);
+    let sol = solve(&pr, &DmftOptions { response_samples: 100, ..Default::default() });
+    for layer in 1..pr.depth {
+        let full: Vec<Vec<f64>> = [20, 40].iter().map(|&t| sol.spike_order_parameters(layer, t).outliers()).collect();
+        let shared = outliers_over_time(&sol, layer, &[20, 40], 1e-8);
+        for (f, s) in full.iter().zip(&shared) {
+            assert_eq!(f.len(), s.len(), "layer {layer}: {f:?} vs {s:?}");
+            for (a, b) in f.iter().zip(s) {
+                assert!((a - b).abs() < 1e-6 * a, "layer {layer}: full {a} vs compressed {b}");
+            }
+        }
+    }
+    let op = sol.spike_order_parameters(2, 40);
+    let top = op.outliers()[0];
+    assert!(top > 2.1, "W² must have escaped by step 40: {top}");
+    let smin = |z: f64| *op.matrix_111(z).singular_values().expect("svd").last().expect("nonempty");
+    let (at_root, off_root) = (smin(top * top), smin((top * 1.02).powi(2)));
+    assert!(at_root < 1e-6 * off_root, "σ_min(A(z)) at the root {at_root} vs 2% off {off_root}");
+}
+
+#[test]
+fn theory_matches_trained_networks() {
+    // The CI-sized comparison: T = 40 steps, N = 1024, two seeds, against the DMFT.
+    let steps = 40;
+    let cfg = config(&[&format!("train.steps={steps}"), "model.width=1024"]);
+    let pr = MupProblem::from_config(&cfg).expect("problem");
+    let sol = solve(&pr, &DmftOptions { response_samples: 100, ..Default::default() });
+    let theory = sol.loss();
+    let seeds = 2;
+    let mut loss = vec![0.0; steps + 1];
+    let mut top_w2 = 0.0;
+    let mut min_align = f64::INFINITY;
+    for seed in 0..seeds {
+        let mut c = cfg.clone();
+        c.seed = seed;
+        let mut at_t = Trainer::<Flex>::new(c, Default::default()).expect("trainer");
+        for (t, l) in loss.iter_mut().enumerate() {
+            let g = at_t.gradients();
+            *l += g.loss / seeds as f64;
+            if t < steps {
+                at_t.apply(g);
+            }
+        }
+        for (k, kern) in hidden_kernels(&at_t).iter().enumerate() {
+            let th = sol.phi_at(k + 1, steps);
+            let th: Vec<f64> = (0..pr.p() * pr.p()).map(|i| th[(i / pr.p(), i % pr.p())]).collect();
+            min_align = min_align.min(alignment(kern, &th));
+        }
+        // W² is N × N: normalized singular values s/(σ_init √N), MP edge 2.
+        let n = cfg.model.width;
+        let init_std = at_t.model.info[2].rule.init_std;
+        let w = at_t.model.to_host();
+        top_w2 += singular_values(&w[2], n, n)[0] / (init_std * (n as f64).sqrt()) / seeds as f64;
+    }
+    for t in 0..=steps {
+        let gap = (theory[t] - loss[t]).abs() / loss[t];
+        assert!(gap < 0.03, "t = {t}: DMFT {} vs N = 1024 {} ({:.1}%)", theory[t], loss[t], 100.0 * gap);
+    }
+    assert!(min_align > 0.97, "kernel alignment {min_align}");
+    let predicted = sol.spike_order_parameters(2, steps).outliers()[0];
+    let gap = (predicted - top_w2).abs() / top_w2;
+    assert!(predicted > 2.1 && gap < 0.04, "W² top: DMFT {predicted} vs N = 1024 {top_w2}");
+}
