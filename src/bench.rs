@@ -281,6 +281,8 @@ pub struct DmftBenchResult {
     pub outliers_full_last_step_seconds: f64,
     /// Largest |compressed − full| over the last step's outliers (normalized singular values).
     pub compression_error: f64,
+    /// The last hidden matrix's outliers at the last step (full reduction).
+    pub outliers_last_step: Vec<f64>,
     pub final_loss: f64,
 }
 
@@ -335,6 +337,7 @@ pub fn bench_dmft(
         modes_kept,
         outliers_full_last_step_seconds,
         compression_error,
+        outliers_last_step: full,
         final_loss: sol.loss().last().copied().unwrap_or(f64::NAN),
     })
 }

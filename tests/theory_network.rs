@@ -99,6 +99,16 @@ fn compressed_outliers_match_full_determinant() {
             }
         }
     }
+    // Linear network (exact order parameters, loss falling 1000×): the compression must span
+    // C^g as well as C^φ (spanning C^φ alone was off by 4e-4 here).
+    let lin = problem(&["model.activation=\"linear\"", "train.steps=50"]);
+    let lsol = solve(&lin, &DmftOptions::default());
+    let full = lsol.spike_order_parameters(2, 50).outliers();
+    let shared = &outliers_over_time(&lsol, 2, &[50], 1e-8)[0];
+    assert!(!full.is_empty() && full.len() == shared.len(), "{full:?} vs {shared:?}");
+    for (a, b) in full.iter().zip(shared) {
+        assert!((a - b).abs() < 1e-6 * a, "linear: full {a} vs compressed {b}");
+    }
     let op = sol.spike_order_parameters(2, 40);
     let top = op.outliers()[0];
     assert!(top > 2.1, "W² must have escaped by step 40: {top}");

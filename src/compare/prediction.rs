@@ -21,6 +21,9 @@ use std::path::Path;
 /// `tests/theory_network.rs` measures its error against the full determinant (< 1e-6).
 pub const OUTLIER_TOL: f64 = 1e-8;
 
+/// Bumped whenever the solver or the outlier computation changes, so old caches are recomputed.
+pub const THEORY_REVISION: u32 = 2;
+
 /// Everything the theory predicts for a run config, at every step 0..=T.
 #[derive(Clone, Debug)]
 pub struct MupPrediction {
@@ -48,7 +51,7 @@ pub fn cache_key(cfg: &RunConfig, opts: &DmftOptions) -> String {
     c.spectra = Default::default();
     c.train.log_every = 0;
     format!(
-        "{}\n[dmft]\nsamples = {}\nresponse_samples = {}\nreplicas = {}\nseed = {}\nexact_linear = {}\n",
+        "{}\n[dmft]\nrevision = {THEORY_REVISION}\nsamples = {}\nresponse_samples = {}\nreplicas = {}\nseed = {}\nexact_linear = {}\n",
         c.to_toml(),
         opts.samples,
         opts.response_samples,

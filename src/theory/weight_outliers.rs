@@ -23,11 +23,14 @@
 //! normalized singular value is √z (bulk edge 2). With independent spikes (R = 0) and one spike
 //! this is the classical (1 + θ²)/θ.
 //!
-//! **Compression**: if Q (S × k, orthonormal) spans the range of C^φ, then V = VQQᵀ, the update
-//! is UVᵀ = (UQ)(VQ)ᵀ, and the rotated spikes UQ, VQ are again elementwise functions of the
-//! fields with order parameters QᵀXQ for X ∈ {C^φ, C^g, R^φ, R^g}: the same problem of size k.
-//! Truncating Q to the eigenmodes of C^φ above a relative tolerance is the only approximation;
-//! `tests/theory_network.rs` measures its error against the full determinant.
+//! **Compression**: if Q (S × k, orthonormal) spans the ranges of both C^φ and C^g, then
+//! V = VQQᵀ and U = UQQᵀ (a spike combination with zero second moment vanishes), the update is
+//! UVᵀ = (UQ)(VQ)ᵀ, every field is a function of the rotated fields W̃(0)VQ and W̃(0)ᵀUQ, and the
+//! rotated spikes have order parameters QᵀXQ for X ∈ {C^φ, C^g, R^φ, R^g}: the same problem of
+//! size k. (Spanning C^φ alone is not enough: V would still depend on the fields of the dropped
+//! combinations of U; on a linear network that costs 4e-4 in the outlier.) Truncating Q to the
+//! eigenmodes above a relative tolerance is the only approximation; `tests/theory_network.rs`
+//! measures its error against the full determinant.
 
 use super::network::DmftSolution;
 use faer::Mat;
@@ -71,11 +74,9 @@ impl SpikeOrderParameters {
         self.c_phi.nrows()
     }
 
-    /// Rotate onto the eigenmodes of C^φ above `tol`·λ_max (see the module docs).
+    /// Rotate onto the joint eigenmodes of C^φ and C^g above `tol`·λ_max (see the module docs).
     pub fn compressed(&self, tol: f64) -> SpikeOrderParameters {
-        let q = super::network::low_rank_sqrt(&self.c_phi, tol);
-        // Normalize the columns: Q with orthonormal columns spanning the same modes.
-        let q = Mat::from_fn(q.nrows(), q.ncols(), |i, j| q[(i, j)] / q.col(j).norm_l2());
+        let q = spike_basis(&self.c_phi, &self.c_g, tol);
         let rot = |x: &Mat<f64>| q.transpose() * x * &q;
         SpikeOrderParameters {
             c_phi: rot(&self.c_phi),
@@ -156,17 +157,22 @@ impl SpikeOrderParameters {
 pub fn outliers_over_time(sol: &DmftSolution, layer: usize, steps: &[usize], tol: f64) -> Vec<Vec<f64>> {
     let horizon = steps.iter().copied().max().unwrap_or(0).min(sol.problem.steps);
     let full = sol.spike_order_parameters(layer, horizon);
-    let modes = super::network::low_rank_sqrt(&full.c_phi, tol);
+    let modes = [super::network::low_rank_sqrt(&full.c_phi, tol), super::network::low_rank_sqrt(&full.c_g, tol)];
+    let k = modes[0].ncols() + modes[1].ncols();
     let p = sol.problem.p();
     let spikes = &full.spikes;
     steps
         .iter()
         .map(|&t| {
             let n = spikes.iter().take_while(|&&b| b < t.min(horizon) * p).count();
-            if n == 0 || modes.ncols() == 0 {
+            if n == 0 || k == 0 {
                 return Vec::new();
             }
-            let q = modes.subrows(0, n).qr().compute_thin_Q();
+            let rows = Mat::from_fn(n, k, |i, j| {
+                let (m, c) = if j < modes[0].ncols() { (&modes[0], j) } else { (&modes[1], j - modes[0].ncols()) };
+                m[(i, c)]
+            });
+            let q = rows.qr().compute_thin_Q();
             let rot = |x: &Mat<f64>| q.transpose() * x.submatrix(0, 0, n, n) * &q;
             SpikeOrderParameters {
                 c_phi: rot(&full.c_phi),
@@ -178,6 +184,19 @@ pub fn outliers_over_time(sol: &DmftSolution, layer: usize, steps: &[usize], tol
             .outliers()
         })
         .collect()
+}
+
+/// Orthonormal columns spanning the eigenmodes of `c_phi` and of `c_g` above `tol` times each
+/// one's largest eigenvalue.
+fn spike_basis(c_phi: &Mat<f64>, c_g: &Mat<f64>, tol: f64) -> Mat<f64> {
+    let (a, b) = (super::network::low_rank_sqrt(c_phi, tol), super::network::low_rank_sqrt(c_g, tol));
+    let both =
+        Mat::from_fn(
+            a.nrows(),
+            a.ncols() + b.ncols(),
+            |i, j| if j < a.ncols() { a[(i, j)] } else { b[(i, j - a.ncols())] },
+        );
+    both.qr().compute_thin_Q()
 }
 
 #[cfg(test)]
