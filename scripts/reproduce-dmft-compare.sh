@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The recorded theory-vs-training comparison in results/dmft-compare/ (issue: Theory II):
-# configs/dmft-compare.toml trained at N = 1024, 2048, 4096 with seeds 0, 1, 2, then
+# configs/dmft-compare.toml trained at N = 256 … 4096 with seeds 0, 1, 2, then
 # `specdyn compare` against the μP DMFT. About 45 minutes on 2 CPU cores (the N = 4096 spectra
 # dominate; sharpness is measured at N ≤ 2048 only, where it is cheap).
 #   scripts/reproduce-dmft-compare.sh [RUNS_DIR] [OUT_DIR]
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-runs/cmp}
 out=${2:-results/dmft-compare}
-for n in 1024 2048 4096; do
+for n in 256 512 1024 2048 4096; do
     for s in 0 1 2; do
         extra=()
         [ "$n" = 4096 ] && extra=(--set spectra.sharpness=false --set spectra.ntk=false)

@@ -133,7 +133,8 @@ and seed. Writes into --out (default: RUN/compare for a single run):
   specdyn train configs/dmft-compare.toml --out runs/cmp/N1024-s0 --set model.width=1024
   specdyn compare runs/cmp/N*-s* --out results/dmft-compare
 
-The DMFT covers full-batch gradient descent of bias-free single-output MLPs (μP or NTK).")]
+The DMFT covers plain gradient descent (full batch, or minibatch SGD in the run's batch order)
+of bias-free single-output MLPs (μP or NTK).")]
     Compare(CompareArgs),
 
     /// Print the effective config (defaults, a file, and --set overrides) as TOML.
@@ -356,7 +357,7 @@ over --seeds) every --every steps, and the simulated bulk at the last S.")]
     },
     /// Infinite-width DMFT of a μP MLP trained by gradient descent, with its weight outliers.
     #[command(long_about = "\
-Infinite-width DMFT of a deep μP network trained by full-batch gradient descent (tutorial §8,
+Infinite-width DMFT of a deep μP network trained by gradient descent (tutorial §8,
 eqs. 75–86; theory map T6) and the outliers of its hidden weights (§11.2, eqs. 108–111; T7),
 for the network, data and optimizer a run config describes (width and model seed drop out).
 The single-site processes are sampled by Monte Carlo and marched forward in time (exact for

@@ -238,3 +238,42 @@ fn divergence_is_recorded_not_panicked() {
     assert!(summary["diverged_at_step"].as_u64().is_some());
     assert!(summary["last_finite_loss"].as_f64().is_some_and(f64::is_finite));
 }
+
+#[test]
+fn theory_mup_refuses_what_it_does_not_describe() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", &format!("{SMALL}[optimizer]\nkind = \"adam\"\n"));
+    let out = specdyn(&["theory", "mup", cfg.to_str().unwrap(), "--out", d.path().join("t").to_str().unwrap()]);
+    fails_cleanly(&out, &["does not describe this optimizer", "plain SGD"]);
+    let cfg = write(d.path(), "b.toml", &SMALL.replace("[data]\n", "[data]\nonline = true\n"));
+    let out = specdyn(&["theory", "mup", cfg.to_str().unwrap(), "--out", d.path().join("t").to_str().unwrap()]);
+    fails_cleanly(&out, &["online data"]);
+    assert!(!d.path().join("t").exists(), "nothing is written on a refused config");
+}
+
+#[test]
+fn compare_names_what_is_missing() {
+    let d = tempfile::tempdir().unwrap();
+    // Not a run directory.
+    let out = specdyn(&["compare", d.path().to_str().unwrap()]);
+    fails_cleanly(&out, &["config.toml"]);
+    // Runs of two different configs.
+    let cfg = write(d.path(), "c.toml", SMALL);
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    assert!(specdyn(&["train", cfg.to_str().unwrap(), "--out", a.to_str().unwrap(), "-q"]).status.success());
+    assert!(
+        specdyn(&["train", cfg.to_str().unwrap(), "--out", b.to_str().unwrap(), "-q", "--set", "optimizer.lr=0.5"])
+            .status
+            .success()
+    );
+    let out =
+        specdyn(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--out", d.path().join("c").to_str().unwrap()]);
+    fails_cleanly(&out, &["different config"]);
+    // A corrupt theory cache is named, with the fix.
+    let one = specdyn(&["compare", a.to_str().unwrap(), "-q", "--samples", "200", "--response-samples", "20"]);
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    assert!(a.join("compare/summary.csv").exists() && a.join("theory/key.toml").exists());
+    std::fs::write(a.join("theory/loss.csv"), "step,train_loss,stderr\n0,abc,0\n").unwrap();
+    let out = specdyn(&["compare", a.to_str().unwrap(), "-q", "--samples", "200", "--response-samples", "20"]);
+    fails_cleanly(&out, &["loss.csv", "delete the theory/ directory"]);
+}

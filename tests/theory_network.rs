@@ -160,3 +160,27 @@ fn theory_matches_trained_networks() {
     let gap = (predicted - top_w2).abs() / top_w2;
     assert!(predicted > 2.1 && gap < 0.04, "W² top: DMFT {predicted} vs N = 1024 {top_w2}");
 }
+
+#[test]
+fn minibatch_sgd_follows_the_runs_batch_order() {
+    // SGD with batches of 8 out of 16 (the order is the run's, set by its seed): the theory's
+    // per-step batch loss against one trained network at N = 2048.
+    let steps = 30;
+    let cfg = config(&[&format!("train.steps={steps}"), "model.width=2048", "train.batch_size=8", "seed=3"]);
+    let pr = MupProblem::from_config(&cfg).expect("problem");
+    assert!(pr.batches.as_ref().is_some_and(|b| b.len() == steps + 1 && b.iter().all(|x| x.len() == 8)));
+    let sol = solve(&pr, &DmftOptions { response_samples: 100, ..Default::default() });
+    let theory = sol.loss();
+    let mut trainer = Trainer::<Flex>::new(cfg, Default::default()).expect("trainer");
+    for (t, th) in theory.iter().enumerate() {
+        let g = trainer.gradients();
+        // Relative to the loss, or to 0.1 for batches that happen to be almost fitted (≈ 0.02).
+        let gap = (th - g.loss).abs() / g.loss.max(0.1);
+        assert!(gap < 0.03, "t = {t}: DMFT {th} vs N = 2048 {} ({:.1}%)", g.loss, 100.0 * gap);
+        trainer.apply(g);
+    }
+    // Samples outside a step's batch get no error signal.
+    let delta = sol.delta();
+    let outside = (0..pr.p()).find(|m| !pr.batch(0).contains(m)).expect("a sample outside batch 0");
+    assert_eq!(delta[outside], 0.0);
+}

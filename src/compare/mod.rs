@@ -145,7 +145,7 @@ pub fn prediction_for_runs(runs: &[PathBuf], opts: &DmftOptions, quiet: bool) ->
         if prediction::cache_key(c, opts) != key {
             return Err(Error::config(
                 format!("{} has a different config from {} (beyond width and seed)", r.display(), runs[0].display()),
-                "compare runs of one config at several widths and seeds; run `specdyn compare` once per config",
+                "compare runs of one config at several widths and seeds (with minibatches the seed sets the batch order: one seed at a time); run `specdyn compare` once per config",
             ));
         }
     }
@@ -425,6 +425,19 @@ pub fn compare(
 pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool) -> Result<Vec<PathBuf>> {
     let pred = compute_with_bar(cfg, opts, quiet)?;
     pred.write(out)?;
+    let t = pred.steps();
+    println!("train loss: {:.4} at step 0, {:.4} at step {t}", pred.loss[0], pred.loss[t]);
+    for (k, per_t) in pred.outliers.iter().enumerate() {
+        // The BBP time: the first step after which W^ℓ has an outlier.
+        match per_t.iter().position(|v| !v.is_empty()) {
+            Some(first) => println!(
+                "W{}: first outlier after step {first}; top outlier at step {t}: {:.4} (MP edge 2)",
+                k + 1,
+                per_t[t].first().copied().unwrap_or(f64::NAN)
+            ),
+            None => println!("W{}: no outlier up to step {t} (top singular value at the MP edge 2)", k + 1),
+        }
+    }
     let mut files: Vec<PathBuf> =
         ["loss.csv", "outliers.csv", "kernels.csv", "key.toml"].iter().map(|f| out.join(f)).collect();
     let loss = Panel {

@@ -39,11 +39,13 @@ pub struct MupPrediction {
 }
 
 /// The config and options that determine the prediction, as text. Width and model seed drop
-/// out in μP (the limit N → ∞ with fresh weights); checkpoint, spectra and logging settings
-/// never matter.
+/// out in μP (the limit N → ∞ with fresh weights) — except that the seed orders the minibatches
+/// of SGD; checkpoint, spectra and logging settings never matter.
 pub fn cache_key(cfg: &RunConfig, opts: &DmftOptions) -> String {
     let mut c = cfg.clone();
-    c.seed = 0;
+    if c.train.batch_size == 0 {
+        c.seed = 0;
+    }
     if c.model.parameterization == Parameterization::Mup {
         c.model.width = 0;
     }

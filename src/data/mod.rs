@@ -152,13 +152,23 @@ impl Dataset {
                 let teacher = self.teacher.as_ref().expect("online data always has a teacher");
                 Batch::Samples(teacher.sample_stream(self.data_seed, Purpose::Online, step, batch_size))
             }
-            TrainSet::Fixed(data) if batch_size == 0 || batch_size >= data.n => Batch::Full,
-            TrainSet::Fixed(data) => {
+            TrainSet::Fixed(data) => match self.batch_indices(step, batch_size, order_seed) {
+                None => Batch::Full,
+                Some(idx) => Batch::Samples(data.rows(&idx)),
+            },
+        }
+    }
+
+    /// Which training samples [`Dataset::batch`] uses at `step` (None: all of them, or online).
+    pub fn batch_indices(&self, step: u64, batch_size: usize, order_seed: u64) -> Option<Vec<usize>> {
+        match &self.train {
+            TrainSet::Fixed(data) if batch_size > 0 && batch_size < data.n => {
                 let per_epoch = (data.n / batch_size) as u64;
                 let (epoch, k) = (step / per_epoch, (step % per_epoch) as usize);
                 let order = permutation(&mut stream(order_seed, Purpose::Order, epoch), data.n);
-                Batch::Samples(data.rows(&order[k * batch_size..(k + 1) * batch_size]))
+                Some(order[k * batch_size..(k + 1) * batch_size].to_vec())
             }
+            _ => None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Infinite-width DMFT of a deep μP network trained by full-batch gradient descent
+//! Infinite-width DMFT of a deep μP network trained by gradient descent (full batch, or SGD on
+//! a given sequence of minibatches)
 //! (theory map T6; tutorial §8, eqs. 75–86; Bordelon & Pehlevan 2022; paper App. D).
 //!
 //! **Network** (eq. 75): h¹ = W⁰x/√D, h^{ℓ+1} = W^ℓφ(h^ℓ)/√N, f = w·φ(h^L)/(γN), weights
@@ -75,6 +76,9 @@ pub struct MupProblem {
     pub kx: Mat<f64>,
     /// Targets y_μ.
     pub y: Vec<f64>,
+    /// Minibatch SGD: the training samples of each step 0..=T (None: full batch). A step's
+    /// error signal is Δ_μ = (y_μ − f_μ)/B on its batch and 0 elsewhere.
+    pub batches: Option<Vec<Vec<usize>>>,
 }
 
 /// Solver settings.
@@ -120,7 +124,8 @@ pub struct DmftSolution {
 
 impl MupProblem {
     /// The problem a run config describes: the same data (K^x from the training inputs), depth,
-    /// activation, γ, η₀, σ² and steps. The DMFT covers full-batch gradient descent of an MLP
+    /// activation, γ, η₀, σ², steps and (for minibatch SGD) the run's batch order, which the model
+    /// seed sets. The DMFT covers plain (stochastic) gradient descent of an MLP
     /// without biases and with one output, in μP or NTK parameterization (NTK: γ = γ₀/√N).
     pub fn from_config(cfg: &crate::config::RunConfig) -> crate::error::Result<Self> {
         use crate::config::{OptimizerKind, Schedule};
@@ -129,7 +134,7 @@ impl MupProblem {
         let unsupported = |what: &str| {
             Error::config(
                 format!("the μP DMFT does not describe {what}"),
-                "use full-batch SGD (train.batch_size = 0, no momentum, constant schedule), one output, no biases, μP or NTK",
+                "use plain SGD (no momentum, constant rate; full batch or minibatches of a fixed dataset), one output, no biases, μP or NTK",
             )
         };
         if cfg.optimizer.kind != OptimizerKind::Sgd || cfg.optimizer.momentum != 0.0 {
@@ -138,8 +143,8 @@ impl MupProblem {
         if cfg.optimizer.schedule != Schedule::Constant || cfg.optimizer.warmup_steps > 0 {
             return Err(unsupported("a learning-rate schedule"));
         }
-        if cfg.train.batch_size != 0 || cfg.data.online {
-            return Err(unsupported("minibatches or online data"));
+        if cfg.data.online {
+            return Err(unsupported("online data"));
         }
         if cfg.model.bias {
             return Err(unsupported("biases"));
@@ -152,6 +157,11 @@ impl MupProblem {
             return Err(unsupported("several outputs"));
         }
         let crate::data::TrainSet::Fixed(train) = &data.train else { return Err(unsupported("online data")) };
+        let batches = (cfg.train.batch_size > 0 && cfg.train.batch_size < train.n).then(|| {
+            (0..=cfg.train.steps)
+                .map(|t| data.batch_indices(t, cfg.train.batch_size, cfg.seed).unwrap_or_default())
+                .collect()
+        });
         let (p, d) = (train.n, train.d);
         let kx = Mat::from_fn(p, p, |i, j| {
             (0..d).map(|k| train.x[i * d + k] as f64 * train.x[j * d + k] as f64).sum::<f64>() / d as f64
@@ -169,6 +179,7 @@ impl MupProblem {
             steps: cfg.train.steps as usize,
             kx,
             y: train.y.iter().map(|v| *v as f64).collect(),
+            batches,
         })
     }
 
@@ -181,18 +192,41 @@ impl MupProblem {
     pub fn size(&self) -> usize {
         self.p() * self.times()
     }
+
+    /// The samples step t trains on (all P for full-batch gradient descent).
+    pub fn batch(&self, t: usize) -> Vec<usize> {
+        match &self.batches {
+            Some(b) => b[t].clone(),
+            None => (0..self.p()).collect(),
+        }
+    }
+
+    /// The loss the run logs at step t: (1/2B)Σ_{μ ∈ batch(t)}(f_μ − y_μ)² (B = P full-batch).
+    pub fn step_loss(&self, t: usize, f: &[f64]) -> f64 {
+        let batch = self.batch(t);
+        batch.iter().map(|&m| (f[m] - self.y[m]).powi(2)).sum::<f64>() / (2.0 * batch.len() as f64)
+    }
+
+    /// The error signal of step t: Δ_μ = (y_μ − f_μ)/B on the batch, 0 elsewhere.
+    pub fn error_signal(&self, t: usize, f: &[f64]) -> Vec<f64> {
+        let batch = self.batch(t);
+        let mut d = vec![0.0; self.p()];
+        for &m in &batch {
+            d[m] = (self.y[m] - f[m]) / batch.len() as f64;
+        }
+        d
+    }
 }
 
 impl DmftSolution {
-    /// Train loss L(t) = (1/2P)Σ_μ(f_μ(t) − y_μ)².
+    /// Train loss L(t) = (1/2B)Σ_{μ ∈ batch(t)}(f_μ(t) − y_μ)², as the run logs it.
     pub fn loss(&self) -> Vec<f64> {
-        self.f.iter().map(|ft| train_loss(&self.problem.y, ft)).collect()
+        self.f.iter().enumerate().map(|(t, ft)| self.problem.step_loss(t, ft)).collect()
     }
 
-    /// Δ_μ(t) = (y_μ − f_μ(t))/P.
+    /// Δ_μ(t) over super-indices (see [`MupProblem::error_signal`]).
     pub fn delta(&self) -> Vec<f64> {
-        let (p, y) = (self.problem.p(), &self.problem.y);
-        self.f.iter().flat_map(|ft| ft.iter().zip(y).map(move |(f, y)| (y - f) / p as f64)).collect()
+        self.f.iter().enumerate().flat_map(|(t, ft)| self.problem.error_signal(t, ft)).collect()
     }
 
     /// The P × P block of Φ^ℓ at equal times t.
@@ -220,11 +254,6 @@ impl DmftSolution {
 
 fn equal_time(m: &Mat<f64>, p: usize, t: usize) -> Mat<f64> {
     Mat::from_fn(p, p, |i, j| m[(t * p + i, t * p + j)])
-}
-
-/// (1/2P)Σ_μ(f_μ − y_μ)².
-fn train_loss(y: &[f64], f: &[f64]) -> f64 {
-    f.iter().zip(y).map(|(f, y)| (f - y).powi(2)).sum::<f64>() / (2.0 * y.len() as f64)
 }
 
 /// `V_k Λ_k^{1/2}` for the eigenmodes of a symmetric PSD matrix above `tol`·λ_max (n × k).
@@ -270,12 +299,12 @@ impl InitialKernels {
     }
 
     /// Outputs of kernel gradient descent with this NTK: f(t+1) = f(t) + η₀ K Δ(t), f(0) = 0,
-    /// the γ → 0 limit of the DMFT.
+    /// Δ(t) the step's error signal (minibatches included): the γ → 0 limit of the DMFT.
     pub fn lazy_outputs(&self, pr: &MupProblem) -> Vec<Vec<f64>> {
         let p = pr.p();
         let mut f = vec![vec![0.0; p]];
         for t in 0..pr.steps {
-            let d: Vec<f64> = (0..p).map(|m| (pr.y[m] - f[t][m]) / p as f64).collect();
+            let d = pr.error_signal(t, &f[t]);
             let next = (0..p).map(|mu| f[t][mu] + pr.eta0 * (0..p).map(|nu| self.ntk[(mu, nu)] * d[nu]).sum::<f64>());
             f.push(next.collect());
         }
@@ -317,7 +346,7 @@ pub fn solve_with_progress(pr: &MupProblem, opts: &DmftOptions, progress: &mut d
             done += 1;
             progress(done)
         });
-        losses.push(one.f.iter().map(|ft| train_loss(&pr.y, ft)).collect());
+        losses.push(one.f.iter().enumerate().map(|(t, ft)| pr.step_loss(t, ft)).collect());
         mean = Some(match mean {
             None => one,
             Some(acc) => acc.add(&one),
@@ -644,9 +673,8 @@ impl<'a> Marcher<'a> {
                 self.pr.eta0 * learned + self.pr.sigma2 / self.pr.gamma * stein[mu]
             })
             .collect();
-        for (mu, (y, f)) in self.pr.y.iter().zip(&f).enumerate() {
-            self.delta[c + mu] = (y - f) / p as f64;
-        }
+        let d = self.pr.error_signal(t, &f);
+        self.delta[c..c + p].copy_from_slice(&d);
         self.op.f.push(f);
     }
 
