@@ -262,6 +262,7 @@ pub fn compare(
         })
         .collect();
     let mut align_series = Vec::new();
+    let mut gap_series = Vec::new();
     for (wi, (width, group)) in by_width.iter().enumerate() {
         let color = wi + 1;
         let mut s = WidthSummary {
@@ -276,6 +277,7 @@ pub fn compare(
         let steps: Vec<usize> = group[0].loss.iter().map(|(t, _)| *t).filter(|t| *t <= t_max).collect();
         let mut pts = Vec::new();
         let mut errs = Vec::new();
+        let mut gaps = Vec::new();
         for t in steps {
             let vals: Vec<f64> =
                 group.iter().filter_map(|m| m.loss.iter().find(|(s, _)| *s == t).map(|(_, l)| *l)).collect();
@@ -296,7 +298,9 @@ pub fn compare(
             );
             pts.push((t as f64, m));
             errs.push(sd);
+            gaps.push((t as f64, -100.0 * gap));
         }
+        gap_series.push(Series { label: format!("N = {width}"), points: gaps, color, ..Default::default() });
         loss_series.push(Series {
             label: format!("N = {width}"),
             points: pts,
@@ -390,7 +394,7 @@ pub fn compare(
     }
     let fig = |title: &str, panels: Vec<Panel>| Figure {
         title: title.into(),
-        columns: panels.len().min(2),
+        columns: panels.len().min(3),
         panels,
         panel_size: (640, 440),
     };
@@ -410,8 +414,16 @@ pub fn compare(
         series: align_series,
         ..Default::default()
     };
+    let gap_panel = Panel {
+        title: "loss gap: (run mean − DMFT) / run mean".into(),
+        x_label: "step".into(),
+        y_label: "relative gap (%)".into(),
+        series: gap_series,
+        ref_lines: vec![RefLine { value: 0.0, label: "DMFT".into(), vertical: false }],
+        ..Default::default()
+    };
     files.extend(save_figure(
-        &fig("μP DMFT vs training: loss and kernels", vec![loss_panel, align_panel]),
+        &fig("μP DMFT vs training: loss and kernels", vec![loss_panel, gap_panel, align_panel]),
         &out.join("compare-loss"),
     )?);
     files.extend(save_figure(
