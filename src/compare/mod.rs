@@ -175,13 +175,16 @@ pub fn prediction_for_runs(runs: &[PathBuf], opts: &DmftOptions, quiet: bool) ->
 pub fn compute_with_bar(cfg: &RunConfig, opts: &DmftOptions, quiet: bool) -> Result<MupPrediction> {
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("DMFT {elapsed_precise} [{bar:30}] step {pos}/{len} (ETA {eta})")
+        indicatif::ProgressStyle::with_template("DMFT {elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let t0 = std::time::Instant::now();
     let pred = MupPrediction::compute(cfg, opts, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
+        if done == total {
+            bar.set_message("solved; outliers of every hidden matrix at every step…");
+        }
     })?;
     bar.finish_and_clear();
     if !quiet {
