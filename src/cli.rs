@@ -13,8 +13,8 @@ const ABOUT: &str = "Train μP / NTK / SP networks and watch the spectra of thei
 
 const LONG_ABOUT: &str = "\
 specdyn trains mean-field (μP), NTK and standard-parameterized networks in burn, records
-metrics and log-spaced checkpoints, and (in later versions) measures weight spectra and
-compares them with the dynamical mean-field theory of Bordelon, Lauditi & Pehlevan,
+metrics and log-spaced checkpoints, measures the spectra of their weights, and compares them
+with random-matrix theory and the dynamical mean-field theory of Bordelon, Lauditi & Pehlevan,
 \"Spectral Dynamics in Deep Networks\".
 
 Typical session:
@@ -22,6 +22,9 @@ Typical session:
   specdyn train configs/fig1-mlp-tanh.toml --out runs/fig1 --set model.width=2048
   specdyn train --resume runs/fig1              # after a crash or Ctrl-C
   specdyn coord-check configs/coord.toml --out runs/coord
+  specdyn spectra runs/fig1                     # singular values of every weight vs MP
+  specdyn theory mup configs/dmft-compare.toml --out runs/theory   # infinite-width DMFT
+  specdyn compare runs/cmp/N*-s* --out runs/cmp-report            # theory vs trained runs
 
 Every config key and its default is listed by `specdyn config`.";
 
