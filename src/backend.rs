@@ -83,9 +83,11 @@ pub fn dispatch<J: BackendJob>(device: Device, index: usize, job: J) -> Result<J
     }
 }
 
-/// Use `threads` CPU threads for burn and faer (0: all cores). Call before any work.
+/// Use `threads` CPU threads for burn and faer (0: all cores; more than the machine has is
+/// clamped). Call before any work.
 pub fn set_threads(threads: usize) {
     if threads > 0 {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        let n = crate::resources::thread_count(threads);
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
 }

@@ -228,6 +228,7 @@ impl BackendJob for CurvatureBenchJob {
             &trainer.model,
             &x,
             &y,
+            crate::model::Loss::Mse,
             &rates,
             cfg.spectra.lanczos_steps,
             true,
@@ -240,6 +241,7 @@ impl BackendJob for CurvatureBenchJob {
             &trainer.model,
             &x,
             &y,
+            crate::model::Loss::Mse,
             &rates,
             cfg.spectra.lanczos_steps,
             false,
@@ -312,9 +314,9 @@ pub fn bench_dmft(
     opts: &crate::theory::network::DmftOptions,
 ) -> crate::Result<DmftBenchResult> {
     use crate::compare::prediction::OUTLIER_TOL;
-    use crate::theory::network::{MupProblem, solve};
+    use crate::theory::network::solve;
     use crate::theory::weight_outliers::outliers_over_time;
-    let pr = MupProblem::from_config(cfg)?;
+    let pr = crate::compare::mup_problem(cfg)?;
     let t = Instant::now();
     let sol = solve(&pr, opts);
     let solve_seconds = t.elapsed().as_secs_f64();

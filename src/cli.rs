@@ -5,7 +5,8 @@ use crate::bench::{TrainBench, TrainBenchJob};
 use crate::config::RunConfig;
 use crate::coord::{CoordConfig, CoordJob, spreads, write_outputs};
 use crate::error::{Error, Result};
-use crate::train::{RunDir, RunStatus, Summary, TrainOptions, install_interrupt_handler, train};
+use crate::rundir::{RunDir, RunStatus, Summary};
+use crate::train::{TrainOptions, install_interrupt_handler, train};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -102,9 +103,11 @@ plots/.
   specdyn spectra runs/fig1                 recompute from the run's checkpoints (idempotent)
   specdyn spectra --weights model.safetensors --out runs/ext [--layers attn,mlp]
 
-For external weights the initial variance is unknown, so each matrix's scale is fitted: the
-median nonzero singular value is matched to the MP median of its shape (marked scale_source =
-\"fitted\"). Training runs record spectra at every checkpoint automatically ([spectra] config).")]
+For external weights the initial variance is unknown: by default each matrix is scaled by its
+own RMS entry, so an unstructured matrix with the same entry variance fills the MP bulk and a
+bulk that training shifted or reshaped shows as such (scale_source = \"rms\"); --normalize
+median instead matches the median singular value to the MP median (\"fitted\"; it hides a bulk
+shift). Training runs record spectra at every checkpoint automatically ([spectra] config).")]
     Spectra(SpectraArgs),
 
     /// Figures of a run or of external-weight spectra (PNG and SVG in DIR/plots/).
@@ -271,6 +274,11 @@ pub struct SpectraArgs {
     /// Outlier margin above the MP edge in Tracy–Widom units (with --weights).
     #[arg(long, default_value_t = 4.0)]
     pub margin: f64,
+    /// How external weights are scaled (with --weights): `rms` divides by the matrix's own RMS
+    /// entry (a shifted or reshaped bulk stays visible); `median` fits the median singular
+    /// value to the MP median (hides a bulk shift).
+    #[arg(long, value_enum, default_value_t = crate::spectra::record::ExternalNormalization::Rms)]
+    pub normalize: crate::spectra::record::ExternalNormalization,
     #[arg(long, short)]
     pub quiet: bool,
     #[command(flatten)]
@@ -571,6 +579,9 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
         device_name: a.device.device.name().to_string(),
     };
     let summary = dispatch(a.device.device, a.device.gpu, TrainJob { config, out: out.clone(), options })?;
+    if matches!(summary.status, RunStatus::Completed | RunStatus::Diverged) && out.join("spectra.h5").exists() {
+        crate::report::spectra::plot_run(&out)?;
+    }
     report_summary(&summary, &out);
     Ok(match summary.status {
         RunStatus::Completed | RunStatus::Running => 0,
@@ -714,7 +725,7 @@ fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
     set_threads(a.device.threads);
     let dir = match (&a.run, &a.weights) {
         (Some(run), None) => {
-            let job = crate::spectra::record::RecomputeJob { run: run.clone(), quiet: a.quiet };
+            let job = crate::train::RecomputeSpectra { run: run.clone(), quiet: a.quiet };
             let (path, n) = dispatch(a.device.device, a.device.gpu, job)?;
             eprintln!("wrote {} ({n} snapshots)", path.display());
             run.clone()
@@ -729,8 +740,8 @@ fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
             if a.top_k == 0 || a.margin.is_nan() || a.margin < 0.0 {
                 return Err(Error::config("--top-k must be ≥ 1 and --margin ≥ 0", "the defaults are 8 and 4"));
             }
-            let path = crate::spectra::record::external(w, &a.layers, a.top_k, a.margin, &out)?;
-            crate::spectra::record::write_csv(&path, &out)?;
+            let path = crate::spectra::record::external(w, &a.layers, a.top_k, a.margin, a.normalize, &out)?;
+            crate::spectra::record::write_csv(&crate::spectra::h5::read(&path)?, &out)?;
             eprintln!("wrote {}", path.display());
             out
         }
@@ -748,8 +759,8 @@ fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
         println!(
             "{:<28} {:>11} {:>8.4} {:>9.4} {:>9}",
             m.name,
-            format!("{}×{}", m.rows, m.cols),
-            m.mp_edge,
+            format!("{}×{}", m.rows(), m.cols()),
+            m.mp_edge(),
             m.top_values.get(last).and_then(|r| r.first()).copied().unwrap_or(f32::NAN),
             m.outlier_count.get(last).copied().unwrap_or(0)
         );

@@ -59,7 +59,7 @@ pub struct CoordConfig {
 impl CoordConfig {
     /// Read a TOML file with a `[coord]` table; `--set coord.steps=5` etc. work too.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read config", path, e))?;
+        let text = crate::config::read_config_text(path)?;
         Self::from_toml_str(&text, overrides).map_err(|e| e.in_file(path))
     }
 
@@ -169,7 +169,7 @@ impl BackendJob for CoordJob {
 fn coord_one<B: Kernels>(cfg: RunConfig, steps: u64, device: B::Device) -> Result<Vec<CoordRecord>> {
     let mut trainer = Trainer::<B>::new(cfg.clone(), device.clone())?;
     let probe = match (&trainer.data.train, trainer.data.batch(0, cfg.train.batch_size, cfg.seed)) {
-        (TrainSet::Fixed(h), Batch::Full) => h.clone(),
+        (TrainSet::Fixed(s), Batch::Full) => s.all(),
         (_, Batch::Samples(h)) => h,
         (TrainSet::Online, Batch::Full) => unreachable!("online data never yields a full batch"),
     };
@@ -177,9 +177,8 @@ fn coord_one<B: Kernels>(cfg: RunConfig, steps: u64, device: B::Device) -> Resul
     let mut first: Option<Vec<Tensor<B, 2>>> = None;
     let mut out = Vec::new();
     for t in 0..=steps {
-        let trace = trainer.model.forward_trace(x.clone());
-        let mut layers: Vec<Tensor<B, 2>> = trace.preactivations;
-        layers.push(trace.output);
+        let mut layers: Vec<Tensor<B, 2>> = trainer.model.features(x.clone());
+        layers.push(trainer.model.forward(x.clone()));
         let base = first.get_or_insert_with(|| layers.clone());
         for (i, (h, h0)) in layers.iter().zip(base.iter()).enumerate() {
             let name = if i + 1 == layers.len() { "output".to_string() } else { format!("h{}", i + 1) };

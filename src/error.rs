@@ -14,6 +14,10 @@ pub enum Error {
     #[error("cannot {action} '{}': {source}{}", .path.display(), fix(.hint))]
     Io { action: &'static str, path: PathBuf, source: std::io::Error, hint: String },
 
+    /// A file named on the command line or in a config (config, weights) cannot be read.
+    #[error("cannot read {what} '{}': {problem}{}", .path.display(), fix(.hint))]
+    Input { what: &'static str, path: PathBuf, problem: String, hint: String },
+
     /// A checkpoint file is missing, truncated, corrupt or from another run.
     #[error("checkpoint '{}' is unusable: {problem}{}", .path.display(), fix(.hint))]
     Checkpoint { path: PathBuf, problem: String, hint: String },
@@ -29,6 +33,32 @@ pub enum Error {
     /// The requested compute device is not compiled in or not available.
     #[error("device '{device}': {problem}{}", fix(.hint))]
     Device { device: String, problem: String, hint: String },
+
+    /// Another process holds the run directory's lock.
+    #[error("run directory '{}' is in use by another specdyn process ({holder}){}", .path.display(), fix(.hint))]
+    Busy { path: PathBuf, holder: String, hint: String },
+
+    /// The job needs more memory than the machine has.
+    #[error("{what} needs about {} of memory ({breakdown}) but {}{}", gib(*.needed), memory_text(*.available), fix(.hint))]
+    Memory { what: String, needed: f64, breakdown: String, available: Option<f64>, hint: String },
+}
+
+/// Bytes as GiB text.
+pub fn gib(bytes: f64) -> String {
+    if bytes >= 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1e} GiB", bytes / (1024.0 * 1024.0 * 1024.0))
+    } else if bytes >= 0.1 * 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", bytes / (1024.0 * 1024.0 * 1024.0))
+    } else {
+        format!("{:.0} MiB", bytes / (1024.0 * 1024.0))
+    }
+}
+
+fn memory_text(bytes: Option<f64>) -> String {
+    match bytes {
+        Some(b) => format!("this machine has {} available", gib(b)),
+        None => "the available memory is unknown".to_string(),
+    }
 }
 
 fn at(file: &Option<PathBuf>) -> String {
@@ -41,6 +71,9 @@ fn at(file: &Option<PathBuf>) -> String {
 fn fix(hint: &str) -> String {
     if hint.is_empty() { String::new() } else { format!(". Fix: {hint}") }
 }
+
+/// Exit code when the run directory is locked by another process (sysexits' EX_TEMPFAIL).
+pub const EXIT_BUSY: i32 = 75;
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,6 +98,18 @@ impl Error {
             _ => "check the path, its permissions and the free disk space",
         };
         Error::Io { action, path: path.to_path_buf(), source, hint: hint.to_string() }
+    }
+
+    /// An input file (config, weights) that cannot be read.
+    pub fn input(what: &'static str, path: &Path, source: std::io::Error, hint: impl Into<String>) -> Self {
+        use std::io::ErrorKind as K;
+        let problem = match source.kind() {
+            K::NotFound => "no such file".to_string(),
+            K::PermissionDenied => "permission denied".to_string(),
+            K::IsADirectory => "it is a directory, not a file".to_string(),
+            _ => source.to_string(),
+        };
+        Error::Input { what, path: path.to_path_buf(), problem, hint: hint.into() }
     }
 
     /// A checkpoint problem.
@@ -92,11 +137,21 @@ impl Error {
         }
     }
 
-    /// Process exit code: 2 for bad input the user can fix in the command line or config, 1 otherwise.
+    /// Process exit code (README, "Exit status"): 2 for input the user can fix (command line,
+    /// config, data files, the state of a run directory, a job too large for the machine),
+    /// 75 when another process holds the run directory (try again later), 1 for a failure
+    /// while working (I/O error while writing).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config { .. } => 2,
-            _ => 1,
+            Error::Busy { .. } => EXIT_BUSY,
+            Error::Io { .. } => 1,
+            Error::Config { .. }
+            | Error::Input { .. }
+            | Error::Checkpoint { .. }
+            | Error::Data { .. }
+            | Error::RunDir { .. }
+            | Error::Device { .. }
+            | Error::Memory { .. } => 2,
         }
     }
 }

@@ -29,6 +29,10 @@ pub enum Purpose {
     Order = 6,
     /// Probes and anything else an analysis needs.
     Analysis = 7,
+    /// Image augmentation (flips, crops); index = step.
+    Augment = 8,
+    /// Sweep cells and other bookkeeping; never used for weights or data.
+    Misc = 9,
 }
 
 /// SplitMix64 finalizer: a bijective mixer with good avalanche.

@@ -8,7 +8,7 @@ use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use faer::Mat;
 use specdyn::config::RunConfig;
-use specdyn::model::{Activation, Mlp, MlpSpec, tensor_to_vec};
+use specdyn::model::{Activation, Loss, MlpSpec, Model, tensor_to_vec};
 use specdyn::spectra::curvature::{top_hessian_eigenvalue, top_ntk_eigenvalue};
 
 fn top(m: &Mat<f64>) -> f64 {
@@ -32,7 +32,7 @@ fn two_layer_linear_network_at_zero_residual() {
     cfg.model.width = n;
     cfg.model.activation = Activation::Linear;
     cfg.model.gamma0 = 0.7;
-    let model = Mlp::<Flex>::init(MlpSpec::from_config(&cfg, d, 1), 3, &Default::default());
+    let model = Model::<Flex>::init(MlpSpec::from_config(&cfg, d, 1), 3, &Default::default());
     let xs: Vec<f32> = (0..batch * d).map(|i| ((i * 7919) % 23) as f32 / 11.5 - 1.0).collect();
     let x = tensor(xs.clone(), [batch, d]);
     let y = model.forward(x.clone()); // zero residual: H = JᵀJ/B exactly
@@ -52,10 +52,10 @@ fn two_layer_linear_network_at_zero_residual() {
     let lr_ntk =
         Mat::<f64>::from_fn(batch, batch, |i, j| c * (rates[0] * w1_sq * xxt[(i, j)] + rates[1] * hht[(i, j)]));
 
-    close(top_ntk_eigenvalue(&model, &x, None), top(&ntk), "NTK top eigenvalue");
-    close(top_ntk_eigenvalue(&model, &x, Some(&rates)), top(&lr_ntk), "LR-weighted NTK");
-    close(top_hessian_eigenvalue(&model, &x, &y, None, 20, 1), top(&ntk), "sharpness");
-    close(top_hessian_eigenvalue(&model, &x, &y, Some(&rates), 20, 1), top(&lr_ntk), "LR-scaled sharpness");
+    close(top_ntk_eigenvalue(&model, &x, None, 20), top(&ntk), "NTK top eigenvalue");
+    close(top_ntk_eigenvalue(&model, &x, Some(&rates), 20), top(&lr_ntk), "LR-weighted NTK");
+    close(top_hessian_eigenvalue(&model, &x, &y, Loss::Mse, None, 20, 1), top(&ntk), "sharpness");
+    close(top_hessian_eigenvalue(&model, &x, &y, Loss::Mse, Some(&rates), 20, 1), top(&lr_ntk), "LR-scaled sharpness");
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn small_tanh_network_with_residual() {
     cfg.model.depth = 2;
     cfg.model.width = n;
     cfg.model.bias = true;
-    let model = Mlp::<Flex>::init(MlpSpec::from_config(&cfg, d, 1), 4, &Default::default());
+    let model = Model::<Flex>::init(MlpSpec::from_config(&cfg, d, 1), 4, &Default::default());
     let xs: Vec<f32> = (0..batch * d).map(|i| ((i * 31) % 13) as f32 / 6.0 - 1.0).collect();
     let x = tensor(xs, [batch, d]);
     let y = tensor((0..batch).map(|i| i as f32 * 0.3 - 0.6).collect(), [batch, 1]);
@@ -73,7 +73,7 @@ fn small_tanh_network_with_residual() {
     let sizes: Vec<usize> = host.iter().map(Vec::len).collect();
     let total: usize = sizes.iter().sum();
     // Perturb the flat parameter p by h.
-    let with = |p: usize, h: f32| -> Mlp<Flex> {
+    let with = |p: usize, h: f32| -> Model<Flex> {
         let mut hst = host.clone();
         let (mut t, mut k) = (0, p);
         while k >= sizes[t] {
@@ -81,7 +81,7 @@ fn small_tanh_network_with_residual() {
             t += 1;
         }
         hst[t][k] += h;
-        Mlp::<Flex>::from_host((*model.spec).clone(), hst, &Default::default())
+        Model::<Flex>::from_host((*model.spec).clone(), hst, &Default::default())
     };
     // Finite-difference Jacobian of the forward pass → NTK.
     let h = 1e-2f32;
@@ -94,17 +94,17 @@ fn small_tanh_network_with_residual() {
         }
     }
     let ntk = &jac * jac.transpose() * faer::Scale(1.0 / batch as f64);
-    close(top_ntk_eigenvalue(&model, &x, None), top(&ntk), "NTK vs finite-difference Jacobian");
+    close(top_ntk_eigenvalue(&model, &x, None, 20), top(&ntk), "NTK vs finite-difference Jacobian");
     // Dense finite-difference Hessian from gradients → sharpness.
     let flat = |g: Vec<Tensor<Flex, 2>>| g.into_iter().flat_map(tensor_to_vec).map(|v| v as f64).collect::<Vec<f64>>();
     let mut hess = Mat::<f64>::zeros(total, total);
     for p in 0..total {
-        let gp = flat(with(p, h).gradients(x.clone(), y.clone()).1);
-        let gm = flat(with(p, -h).gradients(x.clone(), y.clone()).1);
+        let gp = flat(with(p, h).gradients(x.clone(), y.clone(), Loss::Mse).2);
+        let gm = flat(with(p, -h).gradients(x.clone(), y.clone(), Loss::Mse).2);
         for q in 0..total {
             hess[(q, p)] = (gp[q] - gm[q]) / (2.0 * h as f64);
         }
     }
     let sym = Mat::<f64>::from_fn(total, total, |i, j| 0.5 * (hess[(i, j)] + hess[(j, i)]));
-    close(top_hessian_eigenvalue(&model, &x, &y, None, 30, 2), top(&sym), "sharpness vs dense Hessian");
+    close(top_hessian_eigenvalue(&model, &x, &y, Loss::Mse, None, 30, 2), top(&sym), "sharpness vs dense Hessian");
 }

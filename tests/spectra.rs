@@ -5,7 +5,7 @@
 use burn::backend::Flex;
 use specdyn::checkpoint::NamedTensor;
 use specdyn::config::RunConfig;
-use specdyn::model::{Mlp, MlpSpec, Parameterization};
+use specdyn::model::{MlpSpec, Model, Parameterization};
 use specdyn::spectra::SpectraState;
 use specdyn::spectra::normalize::singular_value_quantile;
 use specdyn::theory::MarchenkoPastur;
@@ -13,7 +13,7 @@ use specdyn::train::Trainer;
 use std::path::Path;
 use std::process::Command;
 
-fn export(model: &Mlp<Flex>) -> Vec<NamedTensor> {
+fn export(model: &Model<Flex>) -> Vec<NamedTensor> {
     model
         .info
         .iter()
@@ -32,8 +32,8 @@ fn untrained_spectra_match_marchenko_pastur() {
         cfg.data.input_dim = input_dim;
         for p in [Parameterization::Mup, Parameterization::Sp] {
             cfg.model.parameterization = p;
-            let model = Mlp::<Flex>::init(MlpSpec::from_config(&cfg, input_dim, 1), 5, &Default::default());
-            let mut state = SpectraState::for_run(&cfg, input_dim, 1, None);
+            let model = Model::<Flex>::init(MlpSpec::from_config(&cfg, input_dim, 1), 5, &Default::default());
+            let mut state = SpectraState::for_params(&model.info, cfg.spectra.top_k, cfg.spectra.outlier_margin, None);
             let snap = state.snapshot(&export(&model)).unwrap();
             let (spec, s) = (&state.specs[matrix], &snap[matrix]);
             let law = MarchenkoPastur::for_shape(spec.rows(), spec.cols());
@@ -68,7 +68,8 @@ fn trained_tops(p: Parameterization) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     )
     .unwrap();
     let mut t = Trainer::<Flex>::new(cfg.clone(), Default::default()).unwrap();
-    let mut state = SpectraState::for_run(&cfg, t.data.input_dim, t.data.output_dim, t.data.teacher.as_ref());
+    let sp = &cfg.spectra;
+    let mut state = SpectraState::for_params(&t.model.info, sp.top_k, sp.outlier_margin, t.data.teacher.as_ref());
     let before = state.snapshot(&export(&t.model)).unwrap();
     for _ in 0..300 {
         t.train_step();
@@ -149,7 +150,7 @@ print(f["analysis/lr_sharpness"].shape[0], "config" in f.attrs)
     );
     let n = data.steps.len();
     assert!(
-        lines[1].starts_with(&format!("({n}, {}) ({n}, {})", m.rows.min(m.cols), m.top_values[0].len())),
+        lines[1].starts_with(&format!("({n}, {}) ({n}, {})", m.rows().min(m.cols()), m.top_values[0].len())),
         "{}",
         lines[1]
     );
@@ -183,7 +184,7 @@ fn recomputing_is_idempotent_and_a_corrupt_checkpoint_changes_nothing() {
 }
 
 #[test]
-fn external_weights_are_unfolded_and_fitted() {
+fn external_weights_are_unfolded_and_normalized() {
     let d = tempfile::tempdir().unwrap();
     // A conv kernel [8, 4, 3, 3] and a 2-D matrix, written as safetensors by the crate itself.
     let conv: Vec<f32> =
@@ -203,6 +204,7 @@ fn external_weights_are_unfolded_and_fitted() {
         elapsed_s: 0.0,
         initial_loss: 0.0,
         optimizer_steps: 0,
+        fingerprint: String::new(),
         tensors: vec![
             NamedTensor { name: "block.conv.weight".into(), shape: vec![8, 4, 3, 3], data: conv },
             NamedTensor { name: "head.weight".into(), shape: vec![300, 200], data: fc },
@@ -215,9 +217,27 @@ fn external_weights_are_unfolded_and_fitted() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let data = specdyn::spectra::h5::read(&out.join("spectra.h5")).unwrap();
     let conv = data.matrices.iter().find(|m| m.name == "block.conv.weight").unwrap();
-    assert_eq!((conv.rows, conv.cols, conv.kind.as_str(), conv.scale_source.as_str()), (24, 12, "conv", "fitted"));
+    assert_eq!((conv.rows(), conv.cols(), conv.kind.as_str(), conv.scale_source()), (24, 12, "conv", "rms"));
     let head = data.matrices.iter().find(|m| m.name == "head.weight").unwrap();
-    // A random matrix with a fitted scale sits on its MP edge 1 + √1.5.
+    // A random matrix scaled by its RMS entry sits on its MP edge 1 + √1.5.
+    let top = head.singular_values[0][0] as f64;
+    assert!((top - (1.0 + 1.5f64.sqrt())).abs() < 0.05, "top {top}");
+    // The median fit gives the same for an unstructured matrix, and is recorded as such.
+    let fitted = d.path().join("fitted");
+    let o = specdyn(&[
+        "spectra",
+        "--weights",
+        file.to_str().unwrap(),
+        "--out",
+        fitted.to_str().unwrap(),
+        "--normalize",
+        "median",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let data = specdyn::spectra::h5::read(&fitted.join("spectra.h5")).unwrap();
+    let head = data.matrices.iter().find(|m| m.name == "head.weight").unwrap();
+    assert_eq!(head.scale_source(), "fitted");
     let top = head.singular_values[0][0] as f64;
     assert!((top - (1.0 + 1.5f64.sqrt())).abs() < 0.05, "top {top}");
     // --layers filters by substring; a filter that matches nothing is a clear error.

@@ -18,7 +18,7 @@ fn config(overrides: &[&str]) -> RunConfig {
 }
 
 fn problem(overrides: &[&str]) -> MupProblem {
-    MupProblem::from_config(&config(overrides)).expect("a DMFT problem")
+    specdyn::compare::mup_problem(&config(overrides)).expect("a DMFT problem")
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn theory_matches_trained_networks() {
     // The CI-sized comparison: T = 40 steps, N = 1024, two seeds, against the DMFT.
     let steps = 40;
     let cfg = config(&[&format!("train.steps={steps}"), "model.width=1024"]);
-    let pr = MupProblem::from_config(&cfg).expect("problem");
+    let pr = specdyn::compare::mup_problem(&cfg).expect("problem");
     let sol = solve(&pr, &DmftOptions { response_samples: 100, ..Default::default() });
     let theory = sol.loss();
     let seeds = 2;
@@ -167,7 +167,7 @@ fn minibatch_sgd_follows_the_runs_batch_order() {
     // per-step batch loss against one trained network at N = 2048.
     let steps = 30;
     let cfg = config(&[&format!("train.steps={steps}"), "model.width=2048", "train.batch_size=8", "seed=3"]);
-    let pr = MupProblem::from_config(&cfg).expect("problem");
+    let pr = specdyn::compare::mup_problem(&cfg).expect("problem");
     assert!(pr.batches.as_ref().is_some_and(|b| b.len() == steps + 1 && b.iter().all(|x| x.len() == 8)));
     let sol = solve(&pr, &DmftOptions { response_samples: 100, ..Default::default() });
     let theory = sol.loss();

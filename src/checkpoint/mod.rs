@@ -6,8 +6,10 @@
 //!   PyTorch's `nn.Linear.weight`) and biases `layers.{ℓ}.bias`;
 //! - the optimizer state, named as PyTorch names it: `optimizer.momentum_buffer.<param>` (SGD
 //!   with momentum), `optimizer.exp_avg.<param>` and `optimizer.exp_avg_sq.<param>` (Adam);
-//! - metadata (strings): the step, the effective config (TOML), the crate version, the elapsed
-//!   training time, the initial loss, the random-stream positions, and a CRC-32 of every tensor.
+//! - metadata (strings): the step, the effective config (TOML) and its fingerprint (a hash of the
+//!   settings that determine the trajectory: resume refuses a checkpoint of another run), the
+//!   crate version, the elapsed training time, the initial loss, the random-stream positions,
+//!   and a CRC-32 of every tensor.
 //!
 //! Files are written to a temporary name in the same directory, fsynced, renamed over the
 //! final name and the directory fsynced, so a crash leaves either the old file or the new one,
@@ -48,6 +50,9 @@ pub struct Checkpoint {
     pub initial_loss: f64,
     /// Adam's step counter (0 for SGD).
     pub optimizer_steps: u64,
+    /// [`crate::config::RunConfig::fingerprint`] of the run (empty in checkpoints written
+    /// before fingerprints existed: then the embedded config is compared).
+    pub fingerprint: String,
     pub tensors: Vec<NamedTensor>,
 }
 
@@ -83,6 +88,7 @@ impl Checkpoint {
             ("elapsed_s".to_string(), format!("{:?}", self.elapsed_s)),
             ("initial_loss".to_string(), format!("{:?}", self.initial_loss)),
             ("optimizer_steps".to_string(), self.optimizer_steps.to_string()),
+            ("fingerprint".to_string(), self.fingerprint.clone()),
             (
                 "rng".to_string(),
                 "counter-based streams (seed, purpose, index): nothing to restore beyond the seeds in the config and the step".to_string(),
@@ -145,6 +151,7 @@ impl Checkpoint {
             elapsed_s: num("elapsed_s")?,
             initial_loss: num("initial_loss")?,
             optimizer_steps: num("optimizer_steps")? as u64,
+            fingerprint: meta.get("fingerprint").cloned().unwrap_or_default(),
             tensors,
         })
     }
@@ -169,24 +176,45 @@ fn checksum(tensors: &[NamedTensor]) -> u32 {
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync
 /// the directory. Readers see the old file or the new one, never a partial one.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, |tmp| {
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(tmp)?;
+            f.write_all(bytes)?;
+            crate::fault::point("atomic-write");
+            Ok(())
+        };
+        write().map_err(|e| Error::io("write", path, e))
+    })
+}
+
+/// The temporary name an atomic write of `path` uses: `.NAME.tmp-PID` beside it.
+pub fn temp_path(path: &Path) -> PathBuf {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Let `fill` write a complete file at a temporary path, then fsync it and rename it over
+/// `path` (and fsync the directory). On any failure the temporary file is removed and `path`
+/// is untouched.
+pub fn atomic_write_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = temp_path(path);
+    let result = fill(&tmp).and_then(|()| {
+        let finish = || -> std::io::Result<()> {
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        finish().map_err(|e| Error::io("write", path, e))
+    });
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        Error::io("write", path, e)
-    })
+    }
+    result
 }
 
 #[cfg(test)]
@@ -201,6 +229,7 @@ mod tests {
             elapsed_s: 1.5,
             initial_loss: 0.75,
             optimizer_steps: 20,
+            fingerprint: "0123456789abcdef".into(),
             tensors: vec![
                 NamedTensor {
                     name: "layers.0.weight".into(),

@@ -22,9 +22,10 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::report::{Figure, Panel, RefLine, Series, save_figure};
+use crate::rundir::RunDir;
 use crate::theory::network::DmftOptions;
-use crate::train::{RunDir, Trainer};
-pub use prediction::MupPrediction;
+use crate::train::Trainer;
+pub use prediction::{MupPrediction, mup_problem};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,10 +34,10 @@ use std::path::{Path, PathBuf};
 /// counterpart of the DMFT's feature kernels.
 pub fn hidden_kernels<B: Kernels>(trainer: &Trainer<B>) -> Vec<Vec<f64>> {
     let (x, _) = trainer.batch();
-    let trace = trainer.model.forward_trace(x);
     let act = trainer.config.model.activation;
-    trace
-        .preactivations
+    trainer
+        .model
+        .features(x)
         .into_iter()
         .map(|h| {
             let [p, n] = h.dims();
@@ -120,8 +121,8 @@ impl RunMeasurement {
             mp_edge.insert(r[cm].clone(), parse(&r[ce], &spectra)?);
         }
         let mut alignment = Vec::new();
-        for path in crate::spectra::record::step_checkpoints(dir) {
-            let ckpt = crate::checkpoint::Checkpoint::load(&path)?;
+        for (_, path) in run.step_checkpoints() {
+            let ckpt = crate::rundir::load_own(&path, &config)?;
             let t = ckpt.step as usize;
             if t > theory.steps() {
                 continue;

@@ -17,6 +17,68 @@ use crate::theory::weight_outliers::outliers_over_time;
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// The problem a run config describes: the same data (K^x from the training inputs), depth,
+/// activation, γ, η₀, σ², steps and (for minibatch SGD) the run's batch order, which the model
+/// seed sets. The DMFT covers plain (stochastic) gradient descent of an MLP
+/// without biases and with one output, in μP or NTK parameterization (NTK: γ = γ₀/√N).
+pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
+    use crate::config::{OptimizerKind, Schedule};
+    use crate::error::Error;
+    use crate::model::Parameterization;
+    let unsupported = |what: &str| {
+        Error::config(
+            format!("the μP DMFT does not describe {what}"),
+            "use plain SGD (no momentum, constant rate; full batch or minibatches of a fixed dataset), one output, no biases, μP or NTK",
+        )
+    };
+    if cfg.optimizer.kind != OptimizerKind::Sgd || cfg.optimizer.momentum != 0.0 {
+        return Err(unsupported("this optimizer"));
+    }
+    if cfg.optimizer.schedule != Schedule::Constant || cfg.optimizer.warmup_steps > 0 {
+        return Err(unsupported("a learning-rate schedule"));
+    }
+    if cfg.data.online {
+        return Err(unsupported("online data"));
+    }
+    if cfg.model.bias {
+        return Err(unsupported("biases"));
+    }
+    if cfg.model.parameterization == Parameterization::Sp {
+        return Err(unsupported("the standard parameterization"));
+    }
+    let data = crate::data::Dataset::from_config(cfg)?;
+    if data.output_dim() != 1 {
+        return Err(unsupported("several outputs"));
+    }
+    let crate::data::TrainSet::Fixed(crate::data::Samples::Host(train)) = &data.train else {
+        return Err(unsupported("online data or images"));
+    };
+    let batches = (cfg.train.batch_size > 0 && cfg.train.batch_size < train.n).then(|| {
+        (0..=cfg.train.steps)
+            .map(|t| data.batch_indices(t, cfg.train.batch_size, cfg.seed).unwrap_or_default())
+            .collect()
+    });
+    let (p, d) = (train.n, train.d);
+    let kx = faer::Mat::from_fn(p, p, |i, j| {
+        (0..d).map(|k| train.x[i * d + k] as f64 * train.x[j * d + k] as f64).sum::<f64>() / d as f64
+    });
+    let gamma = match cfg.model.parameterization {
+        Parameterization::Ntk => cfg.model.gamma0 / (cfg.model.width as f64).sqrt(),
+        _ => cfg.model.gamma0,
+    };
+    Ok(MupProblem {
+        depth: cfg.model.depth,
+        activation: cfg.model.activation,
+        gamma,
+        eta0: cfg.optimizer.lr,
+        sigma2: cfg.model.init_variance,
+        steps: cfg.train.steps as usize,
+        kx,
+        y: train.y.iter().map(|v| *v as f64).collect(),
+        batches,
+    })
+}
+
 /// Relative eigenvalue cutoff of the outlier compression (see `theory::weight_outliers`);
 /// `tests/theory_network.rs` measures its error against the full determinant (< 1e-6).
 pub const OUTLIER_TOL: f64 = 1e-8;
@@ -66,7 +128,7 @@ pub fn cache_key(cfg: &RunConfig, opts: &DmftOptions) -> String {
 impl MupPrediction {
     /// Solve the DMFT for `cfg` and tabulate it; `progress(done, total)` is called per step.
     pub fn compute(cfg: &RunConfig, opts: &DmftOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
-        let problem = MupProblem::from_config(cfg)?;
+        let problem = mup_problem(cfg)?;
         let total = problem.times()
             * if problem.activation == crate::model::Activation::Linear && opts.exact_linear {
                 1

@@ -10,7 +10,7 @@ mod overrides;
 pub use overrides::{apply_overrides, known_keys, parse_value};
 
 use crate::error::{Error, Result};
-use crate::model::{Activation, Parameterization};
+use crate::model::{Activation, Loss, Norm, Parameterization, ResidualScale};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -43,6 +43,9 @@ pub enum ModelKind {
     /// Fully connected network with `depth` hidden layers of `width` units.
     #[default]
     Mlp,
+    /// Residual CNN (paper App. G.1): 3×3 stem, `depth` residual blocks of two 3×3
+    /// convolutions with `width` channels, global average pooling, linear readout.
+    Resnet,
 }
 
 /// The network and its parameterization.
@@ -60,8 +63,14 @@ pub struct ModelConfig {
     pub gamma0: f64,
     /// Initial weight variance σ² (entries of the O(1) weights are N(0, σ²)).
     pub init_variance: f64,
-    /// Add zero-initialized biases to every hidden pre-activation (not to the output).
+    /// Add zero-initialized biases to every hidden pre-activation (not to the output; MLP).
     pub bias: bool,
+    /// ResNet: normalization inside the residual branches (`none`, `layer`, `group`).
+    pub norm: Norm,
+    /// ResNet with `norm = "group"`: channels per group.
+    pub group_channels: usize,
+    /// ResNet: scale of each residual branch (`one`, `inv-sqrt-depth`, `depth-mup`).
+    pub residual_scale: ResidualScale,
 }
 
 impl Default for ModelConfig {
@@ -75,6 +84,9 @@ impl Default for ModelConfig {
             gamma0: 1.0,
             init_variance: 1.0,
             bias: false,
+            norm: Norm::None,
+            group_channels: 8,
+            residual_scale: ResidualScale::One,
         }
     }
 }
@@ -92,6 +104,8 @@ pub enum DataKind {
     MultiOutput,
     /// Your own X and y from `.npy` or `.safetensors` files.
     Files,
+    /// CIFAR-10 from the official binary files (`data_batch_1..5.bin`, `test_batch.bin`) in `data.dir`.
+    Cifar10,
 }
 
 /// Synthetic or file-based data.
@@ -133,6 +147,12 @@ pub struct DataConfig {
     pub test_y: Option<String>,
     /// Fraction of the file data held out as a test set when no test files are given.
     pub test_fraction: f64,
+    /// Directory of the CIFAR-10 binary files for `kind = "cifar10"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Images: random horizontal flips and 4-pixel-padded random crops of every training batch
+    /// (seeded by the step, so resume stays exact).
+    pub augment: bool,
 }
 
 impl Default for DataConfig {
@@ -153,6 +173,8 @@ impl Default for DataConfig {
             test_x: None,
             test_y: None,
             test_fraction: 0.2,
+            dir: None,
+            augment: false,
         }
     }
 }
@@ -242,11 +264,23 @@ pub struct TrainConfig {
     /// The run is declared diverged when the loss is not finite or exceeds this factor times
     /// the initial loss.
     pub divergence_factor: f64,
+    /// `mse` (½ squared error; one-hot targets for classification) or `cross-entropy`.
+    pub loss: Loss,
+    /// Evaluate the test set every this many steps (and at checkpoints and the last step);
+    /// 0: at every logged step.
+    pub eval_every: u64,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { steps: 1000, batch_size: 0, log_every: 10, divergence_factor: 1e4 }
+        TrainConfig {
+            steps: 1000,
+            batch_size: 0,
+            log_every: 10,
+            divergence_factor: 1e4,
+            loss: Loss::Mse,
+            eval_every: 0,
+        }
     }
 }
 
@@ -305,15 +339,7 @@ impl Default for SpectraConfig {
 impl RunConfig {
     /// Read a TOML file, apply `--set` overrides, and validate.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let mut err = Error::io("read config", path, e);
-            if let Error::Io { hint, .. } = &mut err
-                && hint.starts_with("check the path")
-            {
-                *hint = "check the path; example configs live in configs/ (e.g. configs/quickstart.toml)".to_string();
-            }
-            err
-        })?;
+        let text = read_config_text(path)?;
         Self::from_toml_str(&text, overrides).map_err(|e| e.in_file(path))
     }
 
@@ -357,12 +383,17 @@ impl RunConfig {
         let o = &self.optimizer;
         let t = &self.train;
         positive_int("model.width", m.width, "e.g. model.width = 1024")?;
-        positive_int("model.depth", m.depth, "the number of hidden layers L; e.g. model.depth = 3")?;
+        positive_int(
+            "model.depth",
+            m.depth,
+            "the number of hidden layers L (MLP) or of residual blocks (ResNet); e.g. model.depth = 3",
+        )?;
         positive_real("model.gamma0", m.gamma0, "the richness γ₀; 1.0 is the usual μP choice")?;
         positive_real("model.init_variance", m.init_variance, "σ²; 1.0 as in the paper's Fig. 1")?;
-        if d.kind != DataKind::Files {
+        if !matches!(d.kind, DataKind::Files | DataKind::Cifar10) {
             positive_int("data.input_dim", d.input_dim, "e.g. data.input_dim = 64")?;
         }
+        self.validate_model()?;
         if let Some(r) = d.outputs_per_width {
             positive_real("data.outputs_per_width", r, "e.g. 0.5 gives C = N/2 outputs")?;
             if d.kind != DataKind::MultiOutput {
@@ -389,7 +420,34 @@ impl RunConfig {
                 "it is the standard deviation of the label noise; 0 turns it off",
             ));
         }
+        if d.dir.is_some() && d.kind != DataKind::Cifar10 {
+            return Err(Error::config(
+                "data.dir is only read with data.kind = \"cifar10\"",
+                "set data.kind = \"cifar10\" or remove data.dir",
+            ));
+        }
+        if d.augment && d.kind != DataKind::Cifar10 {
+            return Err(Error::config(
+                "data.augment (flips and crops) applies to images: data.kind = \"cifar10\"",
+                "remove data.augment",
+            ));
+        }
         match d.kind {
+            DataKind::Cifar10 => {
+                if d.dir.is_none() {
+                    return Err(Error::config(
+                        "data.kind = \"cifar10\" needs data.dir, the directory of the binary files",
+                        "e.g. data.dir = \"datasets/cifar10\" (see datasets/README.md; check it with `specdyn data cifar10 --dir DIR`)",
+                    ));
+                }
+                if d.online || d.x.is_some() || d.y.is_some() || d.test_x.is_some() || d.test_y.is_some() {
+                    return Err(Error::config(
+                        "data.kind = \"cifar10\" is a fixed image set: data.online and data.x/y/test_x/test_y do not apply",
+                        "remove those keys",
+                    ));
+                }
+                positive_int("data.train_size", d.train_size, "the number of training images (50000 for all)")?;
+            }
             DataKind::Files => {
                 if d.x.is_none() || d.y.is_none() {
                     return Err(Error::config(
@@ -481,6 +539,18 @@ impl RunConfig {
             ));
         }
         positive_int("train.log_every", t.log_every as usize, "e.g. 10")?;
+        if o.warmup_steps > t.steps {
+            return Err(Error::config(
+                format!("optimizer.warmup_steps = {} exceeds train.steps = {}", o.warmup_steps, t.steps),
+                "the warm-up must end within the run: lower optimizer.warmup_steps or raise train.steps",
+            ));
+        }
+        if self.checkpoint.per_decade > MAX_PER_DECADE {
+            return Err(Error::config(
+                format!("checkpoint.per_decade = {} is more than {MAX_PER_DECADE}", self.checkpoint.per_decade),
+                "3 gives the 1-2-5 series, 10 a dense log grid; for checkpoints every k steps use checkpoint.latest_every",
+            ));
+        }
         let sp = &self.spectra;
         positive_int("spectra.top_k", sp.top_k, "e.g. 8")?;
         if !(sp.outlier_margin >= 0.0 && sp.outlier_margin.is_finite()) {
@@ -489,10 +559,119 @@ impl RunConfig {
                 "it is in Tracy–Widom units above the MP edge; 4 is the default",
             ));
         }
-        if sp.lanczos_steps < 2 {
-            return Err(Error::config("spectra.lanczos_steps must be at least 2", "20 is the default"));
+        if !(2..=1000).contains(&sp.lanczos_steps) {
+            return Err(Error::config(
+                format!("spectra.lanczos_steps = {} must be between 2 and 1000", sp.lanczos_steps),
+                "15 is the default; 20–50 resolve the top eigenvalue well",
+            ));
         }
         Ok(())
+    }
+}
+
+/// The keys whose values differ between two configs, as "key: a → b".
+pub fn differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
+    fn flatten(v: &toml::Value, prefix: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(v, &p, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    if let (Ok(va), Ok(vb)) = (toml::Value::try_from(a), toml::Value::try_from(b)) {
+        flatten(&va, "", &mut fa);
+        flatten(&vb, "", &mut fb);
+    }
+    let mb: std::collections::BTreeMap<_, _> = fb.into_iter().collect();
+    let ma: std::collections::BTreeMap<_, _> = fa.into_iter().collect();
+    let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+    keys.into_iter()
+        .filter(|k| ma.get(*k) != mb.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
+            format!("{k}: {} → {}", show(ma.get(k)), show(mb.get(k)))
+        })
+        .collect()
+}
+
+impl RunConfig {
+    /// Model rules that depend on the network family.
+    fn validate_model(&self) -> Result<()> {
+        let m = &self.model;
+        match m.kind {
+            ModelKind::Mlp => {
+                if m.norm != Norm::None || m.residual_scale != ResidualScale::One {
+                    return Err(Error::config(
+                        "model.norm and model.residual_scale apply to model.kind = \"resnet\"",
+                        "remove them, or set model.kind = \"resnet\"",
+                    ));
+                }
+                if self.data.kind == DataKind::Cifar10 {
+                    return Err(Error::config(
+                        "CIFAR-10 images need a convolutional network",
+                        "set model.kind = \"resnet\"",
+                    ));
+                }
+            }
+            ModelKind::Resnet => {
+                if self.data.kind != DataKind::Cifar10 {
+                    return Err(Error::config(
+                        "model.kind = \"resnet\" needs image data",
+                        "set data.kind = \"cifar10\" and data.dir, or use model.kind = \"mlp\"",
+                    ));
+                }
+                if m.bias {
+                    return Err(Error::config(
+                        "model.bias is not supported by the ResNet (its convolutions have no biases)",
+                        "set model.bias = false",
+                    ));
+                }
+                if m.norm == Norm::Group && (m.group_channels == 0 || m.width % m.group_channels != 0) {
+                    return Err(Error::config(
+                        format!("model.group_channels = {} must divide model.width = {}", m.group_channels, m.width),
+                        "e.g. model.group_channels = 8 with a width that is a multiple of 8",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most log-spaced checkpoints per decade a config may ask for.
+pub const MAX_PER_DECADE: u32 = 100;
+
+impl RunConfig {
+    /// The settings that determine the trajectory of the weights: seed, model, data,
+    /// optimizer and batch size. Steps (a run may be extended), logging, checkpoint and
+    /// spectra settings are reset to their defaults.
+    pub fn trajectory(&self) -> RunConfig {
+        RunConfig {
+            seed: self.seed,
+            model: self.model.clone(),
+            data: self.data.clone(),
+            optimizer: self.optimizer.clone(),
+            train: TrainConfig { batch_size: self.train.batch_size, loss: self.train.loss, ..TrainConfig::default() },
+            checkpoint: CheckpointConfig::default(),
+            spectra: SpectraConfig::default(),
+        }
+    }
+
+    /// A 64-bit FNV-1a hash (hex) of [`RunConfig::trajectory`] as TOML. Every checkpoint
+    /// carries it; resume refuses a checkpoint whose fingerprint is not the run's.
+    pub fn fingerprint(&self) -> String {
+        let text = self.trajectory().to_toml();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
     }
 }
 
@@ -508,6 +687,18 @@ fn positive_real(key: &str, v: f64, hint: &str) -> Result<()> {
         return Err(Error::config(format!("{key} = {v} must be a finite number > 0"), hint));
     }
     Ok(())
+}
+
+/// The text of a config file, or an error naming it (exit code 2).
+pub fn read_config_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::input(
+            "config",
+            path,
+            e,
+            "check the path (relative paths are taken from the current directory); example configs live in configs/ (e.g. configs/quickstart.toml)",
+        )
+    })
 }
 
 /// Collapse a multi-line parser message into one paragraph.
@@ -535,6 +726,21 @@ mod tests {
         assert!(err.contains("widht"), "{err}");
         let err = RunConfig::from_toml_str("", &["model.widht=3".into()]).unwrap_err().to_string();
         assert!(err.contains("widht") && err.contains("width"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_follows_the_trajectory_only() {
+        let a = RunConfig::from_toml_str("", &[]).unwrap();
+        let mut b = a.clone();
+        b.train.steps = 5000;
+        b.checkpoint.per_decade = 10;
+        b.spectra.ntk = false;
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.seed = 1;
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let mut c = a.clone();
+        c.optimizer.kind = OptimizerKind::Adam;
+        assert_ne!(a.fingerprint(), c.fingerprint());
     }
 
     #[test]

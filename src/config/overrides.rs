@@ -45,7 +45,7 @@ pub fn known_keys() -> Vec<String> {
         collect(&t, "", &mut keys);
     }
     // Optional keys are absent from the serialized default.
-    for k in ["data.outputs_per_width", "data.x", "data.y", "data.test_x", "data.test_y"] {
+    for k in ["data.outputs_per_width", "data.x", "data.y", "data.test_x", "data.test_y", "data.dir"] {
         keys.push(k.to_string());
     }
     keys

@@ -35,7 +35,7 @@ pub fn read_array(spec: &str) -> Result<Array> {
     }
 }
 
-fn split_spec(spec: &str) -> (PathBuf, Option<String>) {
+pub(crate) fn split_spec(spec: &str) -> (PathBuf, Option<String>) {
     if let Some((p, n)) = spec.rsplit_once(':')
         && p.ends_with(".safetensors")
     {

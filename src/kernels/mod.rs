@@ -85,6 +85,24 @@ pub trait Kernels: Backend {
         reference::momentum(p, g, buf, lr, mu, nesterov)
     }
 
+    /// `α · conv(x, w)`: 3×3 convolution, stride 1, zero padding 1, for `x: [B, C, H, W]` and
+    /// `w: [N, C·9]` (the row-major data of a `[N, C, 3, 3]` kernel). Returns `[B, N, H, W]`.
+    fn conv3x3(x: &Tensor<Self, 4>, w: &Tensor<Self, 2>, alpha: f64) -> Tensor<Self, 4> {
+        reference::conv3x3(x, w, alpha)
+    }
+
+    /// Gradients of `Σ δ ⊙ α·conv(x, w)`: with respect to `x` (`[B, C, H, W]`, when
+    /// `input_grad`) and to `w` (`[N, C·9]`).
+    fn conv3x3_backward(
+        x: &Tensor<Self, 4>,
+        w: &Tensor<Self, 2>,
+        delta: &Tensor<Self, 4>,
+        alpha: f64,
+        input_grad: bool,
+    ) -> (Option<Tensor<Self, 4>>, Tensor<Self, 2>) {
+        reference::conv3x3_backward(x, w, delta, alpha, input_grad)
+    }
+
     /// Adam (PyTorch): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
     /// `p ← p − (lr/bias1) · m / (√v/√bias2 + ε)`. Returns (p, m, v).
     fn adam(
@@ -140,6 +158,41 @@ pub mod reference {
             }
             Activation::Erf => h.powi_scalar(2).neg().exp().mul_scalar(2.0 / PI.sqrt()),
         })
+    }
+
+    fn conv_options() -> burn::tensor::ops::ConvOptions<2> {
+        burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
+    }
+
+    fn kernel4<B: Backend>(w: &Tensor<B, 2>, c_in: usize) -> Tensor<B, 4> {
+        let [n, _] = w.dims();
+        w.clone().reshape([n, c_in, 3, 3])
+    }
+
+    pub fn conv3x3<B: Backend>(x: &Tensor<B, 4>, w: &Tensor<B, 2>, alpha: f64) -> Tensor<B, 4> {
+        let c_in = x.dims()[1];
+        burn::tensor::module::conv2d(x.clone(), kernel4(w, c_in), None, conv_options()).mul_scalar(alpha)
+    }
+
+    pub fn conv3x3_backward<B: Backend>(
+        x: &Tensor<B, 4>,
+        w: &Tensor<B, 2>,
+        delta: &Tensor<B, 4>,
+        alpha: f64,
+        input_grad: bool,
+    ) -> (Option<Tensor<B, 4>>, Tensor<B, 2>) {
+        use burn::tensor::TensorPrimitive;
+        let c_in = x.dims()[1];
+        let prim = |t: Tensor<B, 4>| t.into_primitive().tensor();
+        let d = delta.clone().mul_scalar(alpha);
+        let k = kernel4(w, c_in);
+        let gw = B::conv2d_weight_backward(prim(x.clone()), prim(k.clone()), prim(d.clone()), conv_options());
+        let gw: Tensor<B, 4> = Tensor::from_primitive(TensorPrimitive::Float(gw));
+        let gx = input_grad.then(|| {
+            let g = B::conv2d_x_backward(prim(x.clone()), prim(k), prim(d), conv_options());
+            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(g))
+        });
+        (gx, gw.reshape(w.dims()))
     }
 
     pub fn hadamard<B: Backend>(a: Tensor<B, 2>, b: &Tensor<B, 2>) -> Tensor<B, 2> {

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! with the multipliers m and init scales of the [`ParamTable`]. Gradients are computed by
-//! explicit back-propagation ([`Mlp::gradients`]), the recursion of the tutorial's eq. (79):
+//! explicit back-propagation ([`gradients`]), the recursion of the tutorial's eq. (79):
 //! with `z_ℓ` the output of W^ℓ and `a_ℓ` its input (`a₀ = x`, `a_{ℓ+1} = φ(z_ℓ)`),
 //!
 //! ```text
@@ -20,15 +20,13 @@
 //! **Layout.** In memory, weights are stored `[fan_in, fan_out]` (burn's `Linear` layout; the
 //! forward is `x · W`, and this is ~1.4× faster on the CPU than multiplying by a transpose,
 //! see BENCHMARKS.md). In checkpoints and every exported file they are `[fan_out, fan_in]`:
-//! the paper's W^ℓ (h^{ℓ+1} = W^ℓ φ(h^ℓ)/√N) and PyTorch's `nn.Linear.weight`. Only
-//! [`ParamInfo::to_export`] and [`ParamInfo::from_export`] convert between the two.
+//! the paper's W^ℓ (h^{ℓ+1} = W^ℓ φ(h^ℓ)/√N) and PyTorch's `nn.Linear.weight`
+//! ([`Export::Transpose`]).
 
-use super::{Activation, LayerKind, LayerRule, ParamTable, Parameterization, UpdateRule};
+use super::{Activation, Export, Gradients, LayerKind, Loss, ParamInfo, ParamTable, Parameterization, UpdateRule};
 use crate::config::{OptimizerKind, RunConfig};
 use crate::kernels::Kernels;
-use crate::rng::{Purpose, normals, stream};
-use burn::tensor::{Tensor, TensorData, backend::Backend};
-use std::sync::Arc;
+use burn::tensor::{Tensor, TensorData};
 
 /// Shapes, activation and parameterization of one MLP.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,56 +39,6 @@ pub struct MlpSpec {
     pub activation: Activation,
     pub bias: bool,
     pub table: ParamTable,
-}
-
-/// What one parameter tensor is.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamInfo {
-    /// Name in checkpoints: `layers.{ℓ}.weight` or `layers.{ℓ}.bias`.
-    pub name: String,
-    pub kind: LayerKind,
-    /// Layer index ℓ (W^ℓ maps layer ℓ to ℓ+1).
-    pub layer: usize,
-    /// In-memory shape: `[fan_in, fan_out]` for weights, `[1, N]` for biases.
-    pub shape: [usize; 2],
-    pub rule: LayerRule,
-}
-
-impl ParamInfo {
-    pub fn is_bias(&self) -> bool {
-        self.kind == LayerKind::Bias
-    }
-
-    /// Shape in exported files: `[fan_out, fan_in]` for weights, `[N]` for biases.
-    pub fn export_shape(&self) -> Vec<usize> {
-        if self.is_bias() { vec![self.shape[1]] } else { vec![self.shape[1], self.shape[0]] }
-    }
-
-    /// In-memory (row-major `[fan_in, fan_out]`) → exported (row-major `[fan_out, fan_in]`).
-    pub fn to_export(&self, data: &[f32]) -> Vec<f32> {
-        if self.is_bias() { data.to_vec() } else { transpose(data, self.shape[0], self.shape[1]) }
-    }
-
-    /// Exported → in-memory layout.
-    pub fn from_export(&self, data: &[f32]) -> Vec<f32> {
-        if self.is_bias() { data.to_vec() } else { transpose(data, self.shape[1], self.shape[0]) }
-    }
-}
-
-/// Row-major `[rows, cols]` → row-major `[cols, rows]`.
-pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; data.len()];
-    const BLOCK: usize = 64;
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for c in c0..(c0 + BLOCK).min(cols) {
-                    out[c * rows + r] = data[r * cols + c];
-                }
-            }
-        }
-    }
-    out
 }
 
 impl MlpSpec {
@@ -114,6 +62,7 @@ impl MlpSpec {
                     OptimizerKind::Sgd => UpdateRule::Sgd,
                     OptimizerKind::Adam => UpdateRule::Adam,
                 },
+                depth_lr_scale: 1.0,
             },
         }
     }
@@ -145,6 +94,8 @@ impl MlpSpec {
                 kind,
                 layer: l,
                 shape: [fan_in, fan_out],
+                export: Export::Transpose,
+                fan_in,
                 rule: self.table.layer(kind),
             });
         }
@@ -155,6 +106,8 @@ impl MlpSpec {
                     kind: LayerKind::Bias,
                     layer: l,
                     shape: [1, self.width],
+                    export: Export::Reshape(vec![self.width]),
+                    fan_in: 1,
                     rule: self.table.layer(LayerKind::Bias),
                 });
             }
@@ -163,58 +116,14 @@ impl MlpSpec {
     }
 }
 
-/// An MLP on backend `B`: the spec and its parameters in [`MlpSpec::params`] order.
-#[derive(Clone, Debug)]
-pub struct Mlp<B: Backend> {
-    pub spec: Arc<MlpSpec>,
-    pub info: Arc<Vec<ParamInfo>>,
-    pub params: Vec<Tensor<B, 2>>,
-}
-
 /// Everything a forward pass computed: pre-activations h¹…h^L and the output f.
-pub struct Trace<B: Backend> {
+pub struct Trace<B: Kernels> {
     pub preactivations: Vec<Tensor<B, 2>>,
     pub output: Tensor<B, 2>,
 }
 
-impl<B: Backend> Mlp<B> {
-    /// Fresh initialization from `seed`: entry (i, j) of W^ℓ (export layout) is the
-    /// `i·fan_in + j`-th normal draw of stream `(seed, Init, ℓ)` times the table's init std, so
-    /// the same seed gives the same weights on every backend.
-    pub fn init(spec: MlpSpec, seed: u64, device: &B::Device) -> Self {
-        let info = spec.params();
-        let host: Vec<Vec<f32>> = info
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let n = p.shape[0] * p.shape[1];
-                if p.rule.init_std == 0.0 {
-                    return vec![0.0; n];
-                }
-                let draws = normals(&mut stream(seed, Purpose::Init, i as u64), n);
-                let export: Vec<f32> = draws.iter().map(|z| (z * p.rule.init_std) as f32).collect();
-                p.from_export(&export)
-            })
-            .collect();
-        Self::from_host(spec, host, device)
-    }
-
-    /// Build from host data in the in-memory layout, one vector per parameter.
-    pub fn from_host(spec: MlpSpec, host: Vec<Vec<f32>>, device: &B::Device) -> Self {
-        let info = spec.params();
-        let params =
-            info.iter().zip(host).map(|(p, data)| Tensor::from_data(TensorData::new(data, p.shape), device)).collect();
-        Mlp { spec: Arc::new(spec), info: Arc::new(info), params }
-    }
-
-    /// Parameters copied to the host, in the in-memory layout.
-    pub fn to_host(&self) -> Vec<Vec<f32>> {
-        self.params.iter().map(|t| tensor_to_vec(t.clone())).collect()
-    }
-}
-
 /// What back-propagation needs from the forward pass.
-struct ForwardCache<B: Backend> {
+struct ForwardCache<B: Kernels> {
     /// Inputs a_ℓ of every weight W^ℓ (a₀ = x).
     inputs: Vec<Tensor<B, 2>>,
     /// φ'(z_ℓ) for every hidden layer (None for linear networks).
@@ -222,127 +131,161 @@ struct ForwardCache<B: Backend> {
     output: Tensor<B, 2>,
 }
 
-impl<B: Kernels> Mlp<B> {
-    /// Pre-activation z_ℓ = m_ℓ a_ℓ W^ℓ (+ b_ℓ).
-    fn layer(&self, l: usize, input: &Tensor<B, 2>) -> Tensor<B, 2> {
-        let z = B::matmul(input, &self.params[l], self.info[l].rule.multiplier); // [batch, fan_out]
-        if self.spec.bias && l < self.spec.depth {
-            z + self.params[self.spec.depth + 1 + l].clone() // [1, N] broadcasts over the batch
-        } else {
-            z
-        }
-    }
-
-    fn forward_cache(&self, x: Tensor<B, 2>, derivatives: bool) -> ForwardCache<B> {
-        let depth = self.spec.depth;
-        let mut inputs = Vec::with_capacity(depth + 1);
-        let mut derivs = Vec::with_capacity(depth);
-        inputs.push(x);
-        for l in 0..depth {
-            let z = self.layer(l, &inputs[l]);
-            let (a, d) = B::activate(self.spec.activation, z, derivatives);
-            inputs.push(a);
-            derivs.push(d);
-        }
-        let output = self.layer(depth, &inputs[depth]);
-        ForwardCache { inputs, derivatives: derivs, output }
-    }
-
-    /// A copy whose parameters are `params + scale · direction` (one tensor per parameter).
-    pub fn perturbed(&self, direction: &[Tensor<B, 2>], scale: f64) -> Self {
-        let params = self.params.iter().zip(direction).map(|(p, d)| B::axpy(p.clone(), scale, d)).collect();
-        Mlp { spec: self.spec.clone(), info: self.info.clone(), params }
-    }
-
-    /// The network output f(x), shape [batch, C].
-    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.forward_cache(x, false).output
-    }
-
-    /// Forward pass keeping every pre-activation h^{ℓ+1} = z_ℓ.
-    pub fn forward_trace(&self, x: Tensor<B, 2>) -> Trace<B> {
-        let mut preactivations = Vec::with_capacity(self.spec.depth);
-        let mut input = x;
-        for l in 0..self.spec.depth {
-            let z = self.layer(l, &input);
-            preactivations.push(z.clone());
-            input = B::activate(self.spec.activation, z, false).0;
-        }
-        let output = self.layer(self.spec.depth, &input);
-        Trace { preactivations, output }
-    }
-
-    /// Back-propagate `delta` = ∂(·)/∂f from the output: calls `visit(ℓ, a_ℓ, δ_ℓ)` for
-    /// ℓ = L, …, 0 with the input a_ℓ of W^ℓ and the signal δ_ℓ = ∂(·)/∂z_ℓ (eq. 79).
-    fn backward(
-        &self,
-        cache: ForwardCache<B>,
-        delta: Tensor<B, 2>,
-        mut visit: impl FnMut(usize, Tensor<B, 2>, &Tensor<B, 2>),
-    ) {
-        let ForwardCache { mut inputs, mut derivatives, .. } = cache;
-        let mut delta = delta;
-        for l in (0..=self.spec.depth).rev() {
-            let a = inputs.pop().expect("one input per layer");
-            visit(l, a, &delta);
-            if l > 0 {
-                let back = B::matmul_nt(&delta, &self.params[l], self.info[l].rule.multiplier); // [batch, fan_in]
-                delta = match derivatives.pop().expect("one derivative per hidden layer") {
-                    Some(d) => B::hadamard(back, &d),
-                    None => back,
-                };
-            }
-        }
-    }
-
-    /// Loss L = (1/2B) Σ_μc (f_μc − y_μc)² and its gradient for every parameter (in
-    /// [`MlpSpec::params`] order), by back-propagation.
-    pub fn gradients(&self, x: Tensor<B, 2>, y: Tensor<B, 2>) -> (f64, Vec<Tensor<B, 2>>) {
-        let depth = self.spec.depth;
-        let batch = x.dims()[0] as f64;
-        let cache = self.forward_cache(x, true);
-        let err = cache.output.clone() - y; // [batch, C]
-        let loss = scalar(err.clone().powi_scalar(2).sum()) * 0.5 / batch;
-        let mut grads: Vec<Option<Tensor<B, 2>>> = vec![None; self.params.len()];
-        let bias = self.spec.bias;
-        self.backward(cache, err.mul_scalar(1.0 / batch), |l, a, delta| {
-            grads[l] = Some(B::matmul_tn(&a, delta, self.info[l].rule.multiplier)); // [fan_in, fan_out]
-            if bias && l < depth {
-                grads[depth + 1 + l] = Some(delta.clone().sum_dim(0)); // [1, N]
-            }
-        });
-        (loss, grads.into_iter().map(|g| g.expect("every parameter gets a gradient")).collect())
-    }
-
-    /// Per-sample Jacobian factors of output `c`: for every weight W^ℓ the inputs a_ℓ
-    /// ([batch, fan_in]) and the signals δ_ℓ = ∂f_c/∂z_ℓ ([batch, fan_out]), so that
-    /// ∂f_c(x_μ)/∂W^ℓ = m_ℓ a_ℓ[μ] ⊗ δ_ℓ[μ] (and ∂f_c/∂b_ℓ = δ_ℓ[μ]). Listed ℓ = 0, …, L.
-    pub fn jacobian_factors(&self, x: Tensor<B, 2>, c: usize) -> Vec<(Tensor<B, 2>, Tensor<B, 2>)> {
-        let cache = self.forward_cache(x, true);
-        let [batch, outputs] = cache.output.dims();
-        let mut onehot = vec![0.0f32; batch * outputs];
-        (0..batch).for_each(|i| onehot[i * outputs + c] = 1.0);
-        let delta = Tensor::from_data(TensorData::new(onehot, [batch, outputs]), &cache.output.device());
-        let mut out = Vec::with_capacity(self.spec.depth + 1);
-        self.backward(cache, delta, |_, a, d| out.push((a, d.clone())));
-        out.reverse();
-        out
+/// Pre-activation z_ℓ = m_ℓ a_ℓ W^ℓ (+ b_ℓ).
+fn layer<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    l: usize,
+    input: &Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let z = B::matmul(input, &params[l], info[l].rule.multiplier); // [batch, fan_out]
+    if s.bias && l < s.depth {
+        z + params[s.depth + 1 + l].clone() // [1, N] broadcasts over the batch
+    } else {
+        z
     }
 }
 
-/// Copy any float tensor to a host `Vec<f32>` (row-major).
-pub fn tensor_to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
+fn forward_cache<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    x: Tensor<B, 2>,
+    derivatives: bool,
+) -> ForwardCache<B> {
+    let mut inputs = Vec::with_capacity(s.depth + 1);
+    let mut derivs = Vec::with_capacity(s.depth);
+    inputs.push(x);
+    for l in 0..s.depth {
+        let z = layer(s, info, params, l, &inputs[l]);
+        let (a, d) = B::activate(s.activation, z, derivatives);
+        inputs.push(a);
+        derivs.push(d);
+    }
+    let output = layer(s, info, params, s.depth, &inputs[s.depth]);
+    ForwardCache { inputs, derivatives: derivs, output }
 }
 
-/// Read a one-element tensor as f64.
-pub fn scalar<B: Backend, const D: usize>(t: Tensor<B, D>) -> f64 {
-    t.into_data().iter::<f64>().next().unwrap_or(f64::NAN)
+/// The network output f(x), shape [batch, C].
+pub fn forward<B: Kernels>(s: &MlpSpec, info: &[ParamInfo], params: &[Tensor<B, 2>], x: Tensor<B, 2>) -> Tensor<B, 2> {
+    forward_cache(s, info, params, x, false).output
+}
+
+/// Forward pass keeping every pre-activation h^{ℓ+1} = z_ℓ.
+pub fn forward_trace<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    x: Tensor<B, 2>,
+) -> Trace<B> {
+    let mut preactivations = Vec::with_capacity(s.depth);
+    let mut input = x;
+    for l in 0..s.depth {
+        let z = layer(s, info, params, l, &input);
+        preactivations.push(z.clone());
+        input = B::activate(s.activation, z, false).0;
+    }
+    let output = layer(s, info, params, s.depth, &input);
+    Trace { preactivations, output }
+}
+
+/// Back-propagate `delta` = ∂(·)/∂f from the output: calls `visit(ℓ, a_ℓ, δ_ℓ)` for
+/// ℓ = L, …, 0 with the input a_ℓ of W^ℓ and the signal δ_ℓ = ∂(·)/∂z_ℓ (eq. 79).
+fn backward<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    cache: ForwardCache<B>,
+    delta: Tensor<B, 2>,
+    mut visit: impl FnMut(usize, Tensor<B, 2>, &Tensor<B, 2>),
+) {
+    let ForwardCache { mut inputs, mut derivatives, .. } = cache;
+    let mut delta = delta;
+    for l in (0..=s.depth).rev() {
+        let a = inputs.pop().expect("one input per layer");
+        visit(l, a, &delta);
+        if l > 0 {
+            let back = B::matmul_nt(&delta, &params[l], info[l].rule.multiplier); // [batch, fan_in]
+            delta = match derivatives.pop().expect("one derivative per hidden layer") {
+                Some(d) => B::hadamard(back, &d),
+                None => back,
+            };
+        }
+    }
+}
+
+/// Gradients of Σ δ·f for every parameter from a forward cache.
+fn gradients_from<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    cache: ForwardCache<B>,
+    delta: Tensor<B, 2>,
+) -> Gradients<B> {
+    let depth = s.depth;
+    let mut grads: Vec<Option<Tensor<B, 2>>> = vec![None; params.len()];
+    backward(s, info, params, cache, delta, |l, a, delta| {
+        grads[l] = Some(B::matmul_tn(&a, delta, info[l].rule.multiplier)); // [fan_in, fan_out]
+        if s.bias && l < depth {
+            grads[depth + 1 + l] = Some(delta.clone().sum_dim(0)); // [1, N]
+        }
+    });
+    grads.into_iter().map(|g| g.expect("every parameter gets a gradient")).collect()
+}
+
+/// Loss, outputs and gradients on one batch.
+pub fn gradients<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    x: Tensor<B, 2>,
+    y: Tensor<B, 2>,
+    loss: Loss,
+) -> (Tensor<B, 1>, Tensor<B, 2>, Gradients<B>) {
+    let cache = forward_cache(s, info, params, x, true);
+    let output = cache.output.clone();
+    let (value, delta) = loss.value_and_error(&output, &y);
+    (value, output, gradients_from(s, info, params, cache, delta))
+}
+
+/// The gradient of Σ δ·f for every parameter.
+pub fn vjp<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    x: Tensor<B, 2>,
+    delta: Tensor<B, 2>,
+) -> Gradients<B> {
+    let cache = forward_cache(s, info, params, x, true);
+    gradients_from(s, info, params, cache, delta)
+}
+
+/// Per-sample Jacobian factors of output `c`: for every weight W^ℓ the inputs a_ℓ
+/// ([batch, fan_in]) and the signals δ_ℓ = ∂f_c/∂z_ℓ ([batch, fan_out]), so that
+/// ∂f_c(x_μ)/∂W^ℓ = m_ℓ a_ℓ[μ] ⊗ δ_ℓ[μ] (and ∂f_c/∂b_ℓ = δ_ℓ[μ]). Listed ℓ = 0, …, L.
+pub fn jacobian_factors<B: Kernels>(
+    s: &MlpSpec,
+    info: &[ParamInfo],
+    params: &[Tensor<B, 2>],
+    x: Tensor<B, 2>,
+    c: usize,
+) -> Vec<(Tensor<B, 2>, Tensor<B, 2>)> {
+    let cache = forward_cache(s, info, params, x, true);
+    let [batch, outputs] = cache.output.dims();
+    let mut onehot = vec![0.0f32; batch * outputs];
+    (0..batch).for_each(|i| onehot[i * outputs + c] = 1.0);
+    let delta = Tensor::from_data(TensorData::new(onehot, [batch, outputs]), &cache.output.device());
+    let mut out = Vec::with_capacity(s.depth + 1);
+    backward(s, info, params, cache, delta, |_, a, d| out.push((a, d.clone())));
+    out.reverse();
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Model, tensor_to_vec};
     use burn::backend::Flex;
 
     fn spec(depth: usize, bias: bool) -> MlpSpec {
@@ -373,7 +316,7 @@ mod tests {
     fn forward_matches_a_hand_computation() {
         let dev = Default::default();
         let s = spec(1, false);
-        let m = Mlp::<Flex>::init(s, 7, &dev);
+        let m = Model::<Flex>::init(s, 7, &dev);
         let host = m.to_host();
         let x: Vec<f32> = (0..5).map(|i| 0.3 * i as f32 - 0.5).collect();
         let out = tensor_to_vec(m.forward(Tensor::from_data(TensorData::new(x.clone(), [1, 5]), &dev)));
@@ -393,7 +336,7 @@ mod tests {
         let mut cfg = RunConfig::default();
         cfg.model.width = 512;
         cfg.model.init_variance = 2.0;
-        let m = Mlp::<Flex>::init(MlpSpec::from_config(&cfg, 64, 1), 1, &Default::default());
+        let m = Model::<Flex>::init(MlpSpec::from_config(&cfg, 64, 1), 1, &Default::default());
         let w = &m.to_host()[1];
         let var = w.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / w.len() as f64;
         assert!((var - 2.0).abs() < 0.02, "variance {var}");

@@ -99,6 +99,9 @@ pub struct ParamTable {
     /// Initial variance σ².
     pub init_variance: f64,
     pub rule: UpdateRule,
+    /// Extra factor on the Adam rate of hidden layers (depth-μP residual networks: 1/√depth);
+    /// 1 otherwise.
+    pub depth_lr_scale: f64,
 }
 
 impl ParamTable {
@@ -110,17 +113,24 @@ impl ParamTable {
         }
     }
 
-    /// The rule for one kind of parameter.
+    /// The rule for one kind of MLP parameter (fan-in D for the input layer, N otherwise).
     pub fn layer(&self, kind: LayerKind) -> LayerRule {
+        let fan_in = if kind == LayerKind::Input { self.input_dim } else { self.width };
+        self.layer_with_fan_in(kind, fan_in)
+    }
+
+    /// The rule for a parameter with `fan_in` inputs per output unit: D or N in an MLP, c_in·k²
+    /// for a conv kernel. The readout multiplier 1/(γN) and the SGD rate η₀γ²N use the
+    /// width N whatever the fan-in.
+    pub fn layer_with_fan_in(&self, kind: LayerKind, fan_in: usize) -> LayerRule {
         let n = self.width as f64;
-        let d = self.input_dim as f64;
+        let fan_in = fan_in as f64;
         let sigma = self.init_variance.sqrt();
         match self.parameterization {
             Parameterization::Mup | Parameterization::Ntk => {
                 let g = self.gamma();
                 let (init_std, multiplier) = match kind {
-                    LayerKind::Input => (sigma, 1.0 / d.sqrt()),
-                    LayerKind::Hidden => (sigma, 1.0 / n.sqrt()),
+                    LayerKind::Input | LayerKind::Hidden => (sigma, 1.0 / fan_in.sqrt()),
                     LayerKind::Readout => (sigma, 1.0 / (g * n)),
                     LayerKind::Bias => (0.0, 1.0),
                 };
@@ -128,8 +138,8 @@ impl ParamTable {
                     // Eq. (76): one rate η₀γ²N for every layer.
                     UpdateRule::Sgd => g * g * n,
                     UpdateRule::Adam => match kind {
-                        LayerKind::Input => g / d.sqrt(),
-                        LayerKind::Hidden => g / n.sqrt(),
+                        LayerKind::Input => g / fan_in.sqrt(),
+                        LayerKind::Hidden => self.depth_lr_scale * g / fan_in.sqrt(),
                         LayerKind::Readout | LayerKind::Bias => g,
                     },
                 };
@@ -138,8 +148,7 @@ impl ParamTable {
             Parameterization::Sp => {
                 let g0 = self.gamma0;
                 let (init_std, multiplier) = match kind {
-                    LayerKind::Input => (sigma / d.sqrt(), 1.0),
-                    LayerKind::Hidden => (sigma / n.sqrt(), 1.0),
+                    LayerKind::Input | LayerKind::Hidden => (sigma / fan_in.sqrt(), 1.0),
                     LayerKind::Readout => (sigma / n.sqrt(), 1.0 / g0),
                     LayerKind::Bias => (0.0, 1.0),
                 };
@@ -158,7 +167,15 @@ mod tests {
     use super::*;
 
     fn table(p: Parameterization, rule: UpdateRule, n: usize) -> ParamTable {
-        ParamTable { parameterization: p, width: n, input_dim: 16, gamma0: 2.0, init_variance: 1.0, rule }
+        ParamTable {
+            parameterization: p,
+            width: n,
+            input_dim: 16,
+            gamma0: 2.0,
+            init_variance: 1.0,
+            rule,
+            depth_lr_scale: 1.0,
+        }
     }
 
     #[test]
@@ -178,6 +195,19 @@ mod tests {
         let t = table(Parameterization::Ntk, UpdateRule::Sgd, 400);
         assert!((t.layer(LayerKind::Readout).multiplier - 1.0 / (2.0 * 20.0)).abs() < 1e-15);
         assert!((t.layer(LayerKind::Hidden).lr_scale - 4.0).abs() < 1e-12); // η₀γ₀²
+    }
+
+    #[test]
+    fn conv_layers_use_their_fan_in() {
+        // A 3×3 conv with N = 64 input channels: fan-in 9N, multiplier 1/√(9N); the readout
+        // and the SGD rate still use the width N.
+        let t = table(Parameterization::Mup, UpdateRule::Sgd, 64);
+        let conv = t.layer_with_fan_in(LayerKind::Hidden, 9 * 64);
+        assert!((conv.multiplier - 1.0 / 24.0).abs() < 1e-15);
+        assert_eq!(conv.lr_scale, 4.0 * 64.0);
+        assert_eq!(t.layer_with_fan_in(LayerKind::Hidden, 64), t.layer(LayerKind::Hidden));
+        let sp = table(Parameterization::Sp, UpdateRule::Sgd, 64).layer_with_fan_in(LayerKind::Input, 27);
+        assert!((sp.init_std - 1.0 / 27f64.sqrt()).abs() < 1e-15);
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn chosen_snapshots(n: usize) -> Vec<usize> {
 }
 
 fn is_matrix(m: &MatrixData) -> bool {
-    m.rows.min(m.cols) >= 8
+    m.rows().min(m.cols()) >= 8
 }
 
 /// Singular-value density of every matrix at the first, middle and last snapshot, with the MP
@@ -30,7 +30,7 @@ fn density_figure(d: &SpectraData) -> Option<Figure> {
         .iter()
         .filter(|m| is_matrix(m))
         .map(|m| {
-            let law = MarchenkoPastur::for_shape(m.rows, m.cols);
+            let law = MarchenkoPastur::for_shape(m.rows(), m.cols());
             let (lo, hi) = law.singular_edges();
             let top = m.singular_values.iter().flat_map(|r| r.first()).fold(hi, |a, b| a.max(*b as f64));
             let right = (top * 1.05).max(hi * 1.25);
@@ -54,11 +54,11 @@ fn density_figure(d: &SpectraData) -> Option<Figure> {
                 });
             }
             Panel {
-                title: format!("{} ({}×{}, {})", m.name, m.rows, m.cols, m.kind),
+                title: format!("{} ({}×{}, {})", m.name, m.rows(), m.cols(), m.kind),
                 x_label: "normalized singular value".into(),
                 y_label: "density".into(),
                 series,
-                ref_lines: vec![RefLine { value: m.threshold, label: "outlier threshold".into(), vertical: true }],
+                ref_lines: vec![RefLine { value: m.threshold(), label: "outlier threshold".into(), vertical: true }],
                 legend_right: true,
                 ..Default::default()
             }
@@ -111,8 +111,8 @@ fn outlier_figure(d: &SpectraData) -> Option<Figure> {
                 log_x: true,
                 series,
                 ref_lines: vec![
-                    RefLine { value: m.mp_edge, label: "MP edge".into(), vertical: false },
-                    RefLine { value: m.threshold, label: "outlier threshold".into(), vertical: false },
+                    RefLine { value: m.mp_edge(), label: "MP edge".into(), vertical: false },
+                    RefLine { value: m.threshold(), label: "outlier threshold".into(), vertical: false },
                 ],
                 ..Default::default()
             }

@@ -12,12 +12,19 @@
 //!   Hv ≈ [∇L(θ + εv) − ∇L(θ − εv)]/(2ε), ε = 10⁻³‖θ‖/‖v‖ (burn 0.21 has no double backward).
 //!   Each iteration costs two gradient evaluations. Lanczos returns the largest algebraic Ritz
 //!   value, which converges first.
-//! - **NTK**: per-sample Jacobian factors from one back-propagation per output
-//!   ([`Mlp::jacobian_factors`]): Θ^{cc'} = Σ_ℓ s_ℓ m_ℓ² (A_ℓA_ℓᵀ) ⊙ (D_ℓ^c D_ℓ^{c'ᵀ}) (+ bias terms),
-//!   an exact BC × BC matrix (f64 eigenvalues), skipped (NaN) when BC > 4096.
+//! - **NTK**, MLP: per-sample Jacobian factors from one back-propagation per output
+//!   ([`jacobian_factors`](crate::model::MlpSpec)): Θ^{cc'} = Σ_ℓ s_ℓ m_ℓ² (A_ℓA_ℓᵀ) ⊙ (D_ℓ^c D_ℓ^{c'ᵀ})
+//!   (+ bias terms), an exact BC × BC matrix (f64 eigenvalues), skipped (NaN) when BC > 4096.
+//! - **NTK**, other networks: Lanczos on Θ u = J P Jᵀ u / B without forming J: Jᵀu is one
+//!   back-propagation with output cotangent u ([`Model::backward`]), J w the central
+//!   difference [f(θ + εw) − f(θ − εw)]/(2ε) of two forward passes (ε = 10⁻³‖θ‖/‖w‖).
+//!   `spectra.lanczos_steps` iterations, each about two training steps.
+//!
+//! For the MSE loss the Hessian's Gauss–Newton part is the NTK; for cross-entropy it is
+//! J Hₒ Jᵀ with the softmax Hessian Hₒ, and the NTK is reported as is.
 
 use crate::kernels::Kernels;
-use crate::model::{Mlp, tensor_to_vec};
+use crate::model::{Loss, Model, tensor_to_vec};
 use crate::rng::{Purpose, normals, stream};
 use burn::tensor::{Tensor, TensorData};
 use faer::Mat;
@@ -52,9 +59,10 @@ fn scale_blocks<B: Kernels>(v: &Vector<B>, factors: &[f64]) -> Vector<B> {
 
 /// λ_max of H (`rates = None`) or of P^½ H P^½ with P = diag(rates) (one rate per tensor).
 pub fn top_hessian_eigenvalue<B: Kernels>(
-    model: &Mlp<B>,
+    model: &Model<B>,
     x: &Tensor<B, 2>,
     y: &Tensor<B, 2>,
+    loss: Loss,
     rates: Option<&[f64]>,
     steps: usize,
     seed: u64,
@@ -70,13 +78,17 @@ pub fn top_hessian_eigenvalue<B: Kernels>(
     let hvp = |v: &Vector<B>| -> Vector<B> {
         let u = scale_blocks(v, &sqrt_p);
         let eps = 1e-3 * theta_norm / dot(&u, &u).sqrt().max(1e-30);
-        let (_, gp) = model.perturbed(&u, eps).gradients(x.clone(), y.clone());
-        let (_, gm) = model.perturbed(&u, -eps).gradients(x.clone(), y.clone());
+        let (_, _, gp) = model.perturbed(&u, eps).gradients(x.clone(), y.clone(), loss);
+        let (_, _, gm) = model.perturbed(&u, -eps).gradients(x.clone(), y.clone(), loss);
         let hu: Vector<B> = gp.into_iter().zip(gm).map(|(a, b)| (a - b).mul_scalar(0.5 / eps)).collect();
         scale_blocks(&hu, &sqrt_p)
     };
-    // Random unit start from a fixed stream.
-    let mut q: Vector<B> = model
+    lanczos_top(&random_start(model, &device, seed), steps, hvp)
+}
+
+/// A random unit vector shaped like the parameters, from a fixed stream.
+fn random_start<B: Kernels>(model: &Model<B>, device: &B::Device, seed: u64) -> Vector<B> {
+    let q: Vector<B> = model
         .params
         .iter()
         .enumerate()
@@ -86,14 +98,21 @@ pub fn top_hessian_eigenvalue<B: Kernels>(
                 .into_iter()
                 .map(|v| v as f32)
                 .collect();
-            Tensor::from_data(TensorData::new(z, [r, c]), &device)
+            Tensor::from_data(TensorData::new(z, [r, c]), device)
         })
         .collect();
-    q = scale(q.clone(), 1.0 / dot(&q, &q).sqrt());
+    let norm = dot(&q, &q).sqrt();
+    scale(q, 1.0 / norm)
+}
+
+/// Largest eigenvalue of a symmetric operator by Lanczos (three-term recurrence with one
+/// re-orthogonalization against the current vector), from the unit vector `start`.
+fn lanczos_top<B: Kernels>(start: &Vector<B>, steps: usize, op: impl Fn(&Vector<B>) -> Vector<B>) -> f64 {
+    let mut q = start.clone();
     let mut q_prev: Option<Vector<B>> = None;
     let (mut alphas, mut betas): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     for _ in 0..steps {
-        let mut w = hvp(&q);
+        let mut w = op(&q);
         let alpha = dot(&w, &q);
         w = axpy(w, -alpha, &q);
         if let (Some(qp), Some(b)) = (&q_prev, betas.last()) {
@@ -126,18 +145,22 @@ pub fn top_hessian_eigenvalue<B: Kernels>(
 
 /// λ_max of the empirical NTK on the batch, raw (`rates = None`, J Jᵀ/B) or LR-weighted
 /// (J P Jᵀ/B). NaN when batch × outputs > 4096.
-pub fn top_ntk_eigenvalue<B: Kernels>(model: &Mlp<B>, x: &Tensor<B, 2>, rates: Option<&[f64]>) -> f64 {
+pub fn top_ntk_eigenvalue<B: Kernels>(model: &Model<B>, x: &Tensor<B, 2>, rates: Option<&[f64]>, steps: usize) -> f64 {
+    let Some(spec) = model.mlp() else {
+        return lanczos_ntk(model, x, rates, steps);
+    };
     let [batch, _] = x.dims();
-    let outputs = model.spec.output_dim;
+    let outputs = spec.output_dim;
     let size = batch * outputs;
     if size > 4096 {
         return f64::NAN;
     }
-    let depth = model.spec.depth;
+    let depth = spec.depth;
     let rate = |i: usize| rates.map_or(1.0, |r| r[i]);
     // factors[c][ℓ] = (A_ℓ, D_ℓ^c)
-    let factors: Vec<Vec<(Tensor<B, 2>, Tensor<B, 2>)>> =
-        (0..outputs).map(|c| model.jacobian_factors(x.clone(), c)).collect();
+    let factors: Vec<Vec<(Tensor<B, 2>, Tensor<B, 2>)>> = (0..outputs)
+        .map(|c| crate::model::mlp_jacobian_factors(spec, &model.info, &model.params, x.clone(), c))
+        .collect();
     // Input Gram matrices A_ℓ A_ℓᵀ (shared by all outputs).
     let grams: Vec<Vec<f32>> =
         (0..=depth).map(|l| tensor_to_vec(B::matmul_nt(&factors[0][l].0, &factors[0][l].0, 1.0))).collect();
@@ -148,7 +171,7 @@ pub fn top_ntk_eigenvalue<B: Kernels>(model: &Mlp<B>, x: &Tensor<B, 2>, rates: O
                 let dd = tensor_to_vec(B::matmul_nt(&factors[c][l].1, &factors[c2][l].1, 1.0));
                 let m = model.info[l].rule.multiplier;
                 let w = rate(l) * m * m;
-                let wb = if model.spec.bias && l < depth { rate(depth + 1 + l) } else { 0.0 };
+                let wb = if spec.bias && l < depth { rate(depth + 1 + l) } else { 0.0 };
                 for i in 0..batch {
                     for j in 0..batch {
                         let v = (w * grams[l][i * batch + j] as f64 + wb) * dd[i * batch + j] as f64 / batch as f64;
@@ -164,11 +187,36 @@ pub fn top_ntk_eigenvalue<B: Kernels>(model: &Mlp<B>, x: &Tensor<B, 2>, rates: O
     theta.self_adjoint_eigenvalues(faer::Side::Lower).ok().and_then(|e| e.last().copied()).unwrap_or(f64::NAN)
 }
 
+/// λ_max of J P Jᵀ / B by matrix-free Lanczos (any network).
+fn lanczos_ntk<B: Kernels>(model: &Model<B>, x: &Tensor<B, 2>, rates: Option<&[f64]>, steps: usize) -> f64 {
+    let [batch, _] = x.dims();
+    let outputs = model.spec.output_dim();
+    let device = x.device();
+    let rate = |i: usize| rates.map_or(1.0, |r| r[i]);
+    let theta_norm = dot(&model.params, &model.params).sqrt().max(1e-12);
+    // Vectors live in output space [B, C], held as one-tensor "parameter vectors".
+    let op = |u: &Vector<B>| -> Vector<B> {
+        let jt_u = model.backward(x.clone(), u[0].clone()); // Jᵀu
+        let w: Vector<B> = jt_u.into_iter().enumerate().map(|(i, g)| g.mul_scalar(rate(i))).collect(); // P Jᵀu
+        let eps = 1e-3 * theta_norm / dot(&w, &w).sqrt().max(1e-30);
+        let fp = model.perturbed(&w, eps).forward(x.clone());
+        let fm = model.perturbed(&w, -eps).forward(x.clone());
+        vec![(fp - fm).mul_scalar(0.5 / (eps * batch as f64))]
+    };
+    let z: Vec<f32> =
+        normals(&mut stream(5, Purpose::Analysis, 300), batch * outputs).into_iter().map(|v| v as f32).collect();
+    let start = vec![Tensor::from_data(TensorData::new(z, [batch, outputs]), &device)];
+    let start = scale(start.clone(), 1.0 / dot(&start, &start).sqrt());
+    lanczos_top(&start, steps, op)
+}
+
 /// All four numbers at once.
+#[allow(clippy::too_many_arguments)]
 pub fn curvature<B: Kernels>(
-    model: &Mlp<B>,
+    model: &Model<B>,
     x: &Tensor<B, 2>,
     y: &Tensor<B, 2>,
+    loss: Loss,
     rates: &[f64],
     lanczos_steps: usize,
     sharpness: bool,
@@ -180,18 +228,18 @@ pub fn curvature<B: Kernels>(
     let (sharp, lr_sharp) = if !sharpness {
         (nan, nan)
     } else if uniform && rates[0] > 0.0 {
-        let s = top_hessian_eigenvalue(model, x, y, Some(rates), lanczos_steps, 11);
+        let s = top_hessian_eigenvalue(model, x, y, loss, Some(rates), lanczos_steps, 11);
         (s / rates[0], s)
     } else {
         (
-            top_hessian_eigenvalue(model, x, y, None, lanczos_steps, 11),
-            top_hessian_eigenvalue(model, x, y, Some(rates), lanczos_steps, 11),
+            top_hessian_eigenvalue(model, x, y, loss, None, lanczos_steps, 11),
+            top_hessian_eigenvalue(model, x, y, loss, Some(rates), lanczos_steps, 11),
         )
     };
     Curvature {
         sharpness: sharp,
         lr_sharpness: lr_sharp,
-        ntk_top: if ntk { top_ntk_eigenvalue(model, x, None) } else { nan },
-        lr_ntk_top: if ntk { top_ntk_eigenvalue(model, x, Some(rates)) } else { nan },
+        ntk_top: if ntk { top_ntk_eigenvalue(model, x, None, lanczos_steps) } else { nan },
+        lr_ntk_top: if ntk { top_ntk_eigenvalue(model, x, Some(rates), lanczos_steps) } else { nan },
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! /                      attrs: format = "specdyn-spectra-1", specdyn_version, source
-//!                               ("run" | "external"), config (TOML, runs), normalization (text)
-//! /steps                 int64 [T]           snapshot steps (extendable)
+//!                               ("run" | "external: PATH"), config (TOML, runs), normalization (text)
+//! /steps                 int64 [T]           snapshot steps
 //! /matrices/<tensor>/    one group per weight matrix, named as in the checkpoint
-//!     attrs: rows, cols, aspect_ratio, kind, unfolding, scale, scale_source, mp_edge,
-//!            mp_lower_edge, tw_sigma, outlier_margin, outlier_threshold
+//!     attrs: index (position in the network), rows, cols, aspect_ratio, kind, unfolding, conv_shape (conv kernels), scale,
+//!            scale_source, mp_edge, mp_lower_edge, tw_sigma, outlier_margin, outlier_threshold
 //!     singular_values    float32 [T, min(rows, cols)]  normalized, largest first
 //!     top_values         float32 [T, K]      the K largest (same values)
 //!     track_id           int32   [T, K]      identity of each top value across snapshots
@@ -22,10 +22,13 @@
 //!     learning_rate      float64 [A]   base rate η₀ × schedule at that step
 //! ```
 //!
-//! Every dataset grows along its first axis. The file is opened, appended to and closed for
-//! each snapshot, so a crash between snapshots leaves a readable file holding every finished one.
+//! **One writer, atomic.** The whole file is written from a [`SpectraData`] held in memory, to a
+//! temporary name that is fsynced and renamed over `spectra.h5` ([`write`]). HDF5 files are not
+//! crash-safe while open for writing; written this way a crash (SIGKILL in the middle of a
+//! write included) leaves the previous complete file. The file is small (singular values, not
+//! matrices), so rewriting it at each snapshot costs little.
 
-use super::snapshot::{MatrixSnapshot, MatrixSpec};
+use super::normalize::{Normalization, ScaleSource};
 use crate::error::{Error, Result};
 use hdf5::types::VarLenUnicode;
 use std::path::Path;
@@ -45,14 +48,105 @@ pub struct AnalysisRow {
     pub learning_rate: f64,
 }
 
-/// Root attributes.
+/// Everything in a spectra file.
 #[derive(Clone, Debug, Default)]
-pub struct FileInfo {
+pub struct SpectraData {
+    /// "run" or "external: PATH".
     pub source: String,
+    /// The run's effective config (TOML), for runs.
     pub config: Option<String>,
+    pub steps: Vec<u64>,
+    pub matrices: Vec<MatrixData>,
+    pub analysis: Vec<AnalysisRow>,
 }
 
-fn h5(path: &Path, e: hdf5::Error) -> Error {
+/// One matrix: what it is, and one row per snapshot of each dataset.
+#[derive(Clone, Debug)]
+pub struct MatrixData {
+    pub name: String,
+    /// `input`, `hidden`, `readout`, `conv-input`, `conv-hidden`, `conv` or `matrix`.
+    pub kind: String,
+    /// Conv kernels: [c_out, c_in, k_h, k_w], square-unfolded before analysis.
+    pub conv_shape: Option<[usize; 4]>,
+    pub normalization: Normalization,
+    /// Number of tracked top values K.
+    pub top_k: usize,
+    /// Whether the teacher overlap is recorded.
+    pub has_teacher_overlap: bool,
+    /// [snapshot][index]
+    pub singular_values: Vec<Vec<f32>>,
+    pub top_values: Vec<Vec<f32>>,
+    pub track_id: Vec<Vec<i32>>,
+    pub outlier_count: Vec<i32>,
+    pub delta_top_values: Vec<Vec<f32>>,
+    pub teacher_overlap: Vec<Vec<f32>>,
+}
+
+impl MatrixData {
+    /// An empty series for this matrix.
+    pub fn new(
+        name: &str,
+        kind: &str,
+        conv_shape: Option<[usize; 4]>,
+        normalization: Normalization,
+        top_k: usize,
+        has_teacher_overlap: bool,
+    ) -> Self {
+        let top_k = top_k.min(normalization.rows.min(normalization.cols));
+        MatrixData {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            conv_shape,
+            normalization,
+            top_k,
+            has_teacher_overlap,
+            singular_values: Vec::new(),
+            top_values: Vec::new(),
+            track_id: Vec::new(),
+            outlier_count: Vec::new(),
+            delta_top_values: Vec::new(),
+            teacher_overlap: Vec::new(),
+        }
+    }
+    pub fn rows(&self) -> usize {
+        self.normalization.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.normalization.cols
+    }
+    pub fn mp_edge(&self) -> f64 {
+        self.normalization.edge
+    }
+    pub fn threshold(&self) -> f64 {
+        self.normalization.threshold()
+    }
+    pub fn scale_source(&self) -> &'static str {
+        self.normalization.source.name()
+    }
+    /// Keep the first `n` snapshots.
+    pub fn truncate(&mut self, n: usize) {
+        self.singular_values.truncate(n);
+        self.top_values.truncate(n);
+        self.track_id.truncate(n);
+        self.outlier_count.truncate(n);
+        self.delta_top_values.truncate(n);
+        self.teacher_overlap.truncate(n);
+    }
+}
+
+impl SpectraData {
+    /// Keep the snapshots and analysis rows of steps before `step`.
+    pub fn truncate_before(&mut self, step: u64) {
+        let n = self.steps.partition_point(|s| *s < step);
+        self.steps.truncate(n);
+        for m in &mut self.matrices {
+            m.truncate(n);
+        }
+        self.analysis.retain(|r| r.step < step);
+    }
+}
+
+fn h5err(path: &Path, e: hdf5::Error) -> Error {
     Error::Io {
         action: "write HDF5",
         path: path.to_path_buf(),
@@ -74,143 +168,86 @@ fn u64_attr(loc: &hdf5::Location, name: &str, value: u64) -> hdf5::Result<()> {
     loc.new_attr::<u64>().shape(()).create(name)?.write_scalar(&value)
 }
 
-fn extendable<T: hdf5::H5Type>(g: &hdf5::Group, name: &str, width: Option<usize>) -> hdf5::Result<()> {
-    match width {
-        Some(w) => g.new_dataset::<T>().chunk((1, w.max(1))).shape((0.., w)).create(name).map(|_| ()),
-        None => g.new_dataset::<T>().chunk(64).shape(0..).create(name).map(|_| ()),
+/// A resizable 1-D dataset holding `values`.
+fn column<T: hdf5::H5Type + Copy>(g: &hdf5::Group, name: &str, values: &[T]) -> hdf5::Result<()> {
+    let ds = g.new_dataset::<T>().chunk(64).shape(values.len()..).create(name)?;
+    if !values.is_empty() {
+        ds.write_raw(values)?;
     }
+    Ok(())
+}
+
+/// A resizable 2-D dataset [rows.len(), width].
+fn table<T: hdf5::H5Type + Copy>(g: &hdf5::Group, name: &str, rows: &[Vec<T>], width: usize) -> hdf5::Result<()> {
+    let n = rows.len();
+    let ds = g.new_dataset::<T>().chunk((n.clamp(1, 64), width.max(1))).shape((n.., width)).create(name)?;
+    if n > 0 && width > 0 {
+        let flat: Vec<T> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        let view = ndarray::ArrayView2::from_shape((n, width), &flat)
+            .map_err(|e| hdf5::Error::from(format!("row width mismatch in {name}: {e}").as_str()))?;
+        ds.write(view)?;
+    }
+    Ok(())
 }
 
 const NORMALIZATION: &str = "singular values of W/scale with scale = sqrt(v*cols), v the entry variance at init \
      (fitted to the MP median for external weights); an untrained matrix has the MP bulk [|1-sqrt(c)|, 1+sqrt(c)], c = rows/cols";
 
-/// Create a new file with empty datasets for these matrices.
-pub fn create(path: &Path, info: &FileInfo, specs: &[MatrixSpec], top_k: usize, teacher: bool) -> Result<()> {
-    let run = || -> hdf5::Result<()> {
-        let f = hdf5::File::create(path)?;
-        str_attr(&f, "format", FORMAT)?;
-        str_attr(&f, "specdyn_version", env!("CARGO_PKG_VERSION"))?;
-        str_attr(&f, "source", &info.source)?;
-        str_attr(&f, "normalization", NORMALIZATION)?;
-        if let Some(c) = &info.config {
-            str_attr(&f, "config", c)?;
-        }
-        extendable::<i64>(&f, "steps", None)?;
-        let mg = f.create_group("matrices")?;
-        for s in specs {
-            let g = mg.create_group(&s.name)?;
-            let n = &s.normalization;
-            u64_attr(&g, "rows", n.rows as u64)?;
-            u64_attr(&g, "cols", n.cols as u64)?;
-            f64_attr(&g, "aspect_ratio", n.aspect_ratio())?;
-            str_attr(&g, "kind", &s.kind)?;
-            str_attr(&g, "unfolding", if s.conv_shape.is_some() { "square" } else { "none" })?;
-            f64_attr(&g, "scale", n.scale)?;
-            str_attr(&g, "scale_source", n.source.name())?;
-            f64_attr(&g, "mp_edge", n.edge)?;
-            f64_attr(&g, "mp_lower_edge", n.lower_edge)?;
-            f64_attr(&g, "tw_sigma", n.tw_sigma)?;
-            f64_attr(&g, "outlier_margin", n.margin)?;
-            f64_attr(&g, "outlier_threshold", n.threshold())?;
-            let k = top_k.min(n.rows.min(n.cols));
-            extendable::<f32>(&g, "singular_values", Some(n.rows.min(n.cols)))?;
-            extendable::<f32>(&g, "top_values", Some(k))?;
-            extendable::<i32>(&g, "track_id", Some(k))?;
-            extendable::<i32>(&g, "outlier_count", None)?;
-            extendable::<f32>(&g, "delta_top_values", Some(k))?;
-            if teacher && s.kind == "input" {
-                extendable::<f32>(&g, "teacher_overlap", Some(k))?;
-            }
-        }
-        let a = f.create_group("analysis")?;
-        extendable::<i64>(&a, "steps", None)?;
-        for name in ["sharpness", "lr_sharpness", "ntk_top", "lr_ntk_top", "learning_rate"] {
-            extendable::<f64>(&a, name, None)?;
-        }
-        Ok(())
-    };
-    run().map_err(|e| h5(path, e))
-}
-
-fn push_row<T: hdf5::H5Type + Copy>(ds: &hdf5::Dataset, row: &[T]) -> hdf5::Result<()> {
-    let shape = ds.shape();
-    let t = shape[0];
-    if shape.len() == 1 {
-        ds.resize(t + 1)?;
-        ds.write_slice(&row[..1], t..t + 1)
-    } else {
-        ds.resize((t + 1, shape[1]))?;
-        let view = ndarray::ArrayView2::from_shape((1, row.len()), row)
-            .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
-        ds.write_slice(view, (t..t + 1, ..))
+fn write_file(path: &Path, d: &SpectraData) -> hdf5::Result<()> {
+    let f = hdf5::File::create(path)?;
+    str_attr(&f, "format", FORMAT)?;
+    str_attr(&f, "specdyn_version", env!("CARGO_PKG_VERSION"))?;
+    str_attr(&f, "source", &d.source)?;
+    str_attr(&f, "normalization", NORMALIZATION)?;
+    if let Some(c) = &d.config {
+        str_attr(&f, "config", c)?;
     }
-}
-
-/// Append one snapshot.
-pub fn append(path: &Path, step: u64, specs: &[MatrixSpec], snaps: &[MatrixSnapshot]) -> Result<()> {
-    let run = || -> hdf5::Result<()> {
-        let f = hdf5::File::open_rw(path)?;
-        for (s, snap) in specs.iter().zip(snaps) {
-            let g = f.group(&format!("matrices/{}", s.name))?;
-            let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
-            push_row(&g.dataset("singular_values")?, &f32s(&snap.values))?;
-            push_row(&g.dataset("top_values")?, &f32s(&snap.top))?;
-            push_row(&g.dataset("track_id")?, &snap.ids)?;
-            push_row(&g.dataset("outlier_count")?, &[snap.outliers as i32])?;
-            push_row(&g.dataset("delta_top_values")?, &f32s(&snap.delta_top))?;
-            if let (Some(o), Ok(ds)) = (&snap.teacher_overlap, g.dataset("teacher_overlap")) {
-                push_row(&ds, &f32s(o))?;
-            }
+    let steps: Vec<i64> = d.steps.iter().map(|s| *s as i64).collect();
+    column(&f, "steps", &steps)?;
+    let mg = f.create_group("matrices")?;
+    for (index, m) in d.matrices.iter().enumerate() {
+        let g = mg.create_group(&m.name)?;
+        let n = &m.normalization;
+        u64_attr(&g, "index", index as u64)?;
+        u64_attr(&g, "rows", n.rows as u64)?;
+        u64_attr(&g, "cols", n.cols as u64)?;
+        f64_attr(&g, "aspect_ratio", n.aspect_ratio())?;
+        str_attr(&g, "kind", &m.kind)?;
+        str_attr(&g, "unfolding", if m.conv_shape.is_some() { "square" } else { "none" })?;
+        if let Some(cs) = m.conv_shape {
+            g.new_attr::<u64>().shape(4).create("conv_shape")?.write_raw(&cs.map(|v| v as u64))?;
         }
-        // The step last: readers trust /steps for the number of complete rows.
-        push_row(&f.dataset("steps")?, &[step as i64])?;
-        f.flush()
-    };
-    run().map_err(|e| h5(path, e))
+        f64_attr(&g, "scale", n.scale)?;
+        str_attr(&g, "scale_source", n.source.name())?;
+        f64_attr(&g, "mp_edge", n.edge)?;
+        f64_attr(&g, "mp_lower_edge", n.lower_edge)?;
+        f64_attr(&g, "tw_sigma", n.tw_sigma)?;
+        f64_attr(&g, "outlier_margin", n.margin)?;
+        f64_attr(&g, "outlier_threshold", n.threshold())?;
+        table(&g, "singular_values", &m.singular_values, n.rows.min(n.cols))?;
+        table(&g, "top_values", &m.top_values, m.top_k)?;
+        table(&g, "track_id", &m.track_id, m.top_k)?;
+        column(&g, "outlier_count", &m.outlier_count)?;
+        table(&g, "delta_top_values", &m.delta_top_values, m.top_k)?;
+        if m.has_teacher_overlap {
+            table(&g, "teacher_overlap", &m.teacher_overlap, m.top_k)?;
+        }
+        crate::fault::point("spectra-write");
+    }
+    let a = f.create_group("analysis")?;
+    let col = |get: fn(&AnalysisRow) -> f64| d.analysis.iter().map(get).collect::<Vec<f64>>();
+    column(&a, "steps", &d.analysis.iter().map(|r| r.step as i64).collect::<Vec<_>>())?;
+    column(&a, "sharpness", &col(|r| r.sharpness))?;
+    column(&a, "lr_sharpness", &col(|r| r.lr_sharpness))?;
+    column(&a, "ntk_top", &col(|r| r.ntk_top))?;
+    column(&a, "lr_ntk_top", &col(|r| r.lr_ntk_top))?;
+    column(&a, "learning_rate", &col(|r| r.learning_rate))?;
+    f.flush()
 }
 
-/// Append one row of `/analysis`.
-pub fn append_analysis(path: &Path, row: &AnalysisRow) -> Result<()> {
-    let run = || -> hdf5::Result<()> {
-        let f = hdf5::File::open_rw(path)?;
-        let a = f.group("analysis")?;
-        push_row(&a.dataset("sharpness")?, &[row.sharpness])?;
-        push_row(&a.dataset("lr_sharpness")?, &[row.lr_sharpness])?;
-        push_row(&a.dataset("ntk_top")?, &[row.ntk_top])?;
-        push_row(&a.dataset("lr_ntk_top")?, &[row.lr_ntk_top])?;
-        push_row(&a.dataset("learning_rate")?, &[row.learning_rate])?;
-        push_row(&a.dataset("steps")?, &[row.step as i64])?;
-        f.flush()
-    };
-    run().map_err(|e| h5(path, e))
-}
-
-/// Everything in a spectra file, for plots, CSV and tests.
-#[derive(Clone, Debug, Default)]
-pub struct SpectraData {
-    pub steps: Vec<u64>,
-    pub config: Option<String>,
-    pub matrices: Vec<MatrixData>,
-    pub analysis: Vec<AnalysisRow>,
-}
-
-/// One matrix's datasets and attributes.
-#[derive(Clone, Debug, Default)]
-pub struct MatrixData {
-    pub name: String,
-    pub kind: String,
-    pub rows: usize,
-    pub cols: usize,
-    pub mp_edge: f64,
-    pub threshold: f64,
-    pub scale_source: String,
-    /// [snapshot][index]
-    pub singular_values: Vec<Vec<f32>>,
-    pub top_values: Vec<Vec<f32>>,
-    pub track_id: Vec<Vec<i32>>,
-    pub outlier_count: Vec<i32>,
-    pub delta_top_values: Vec<Vec<f32>>,
-    pub teacher_overlap: Option<Vec<Vec<f32>>>,
+/// Write the whole file atomically (temporary file, fsync, rename).
+pub fn write(path: &Path, d: &SpectraData) -> Result<()> {
+    crate::checkpoint::atomic_write_with(path, |tmp| write_file(tmp, d).map_err(|e| h5err(path, e)))
 }
 
 fn rows2<T: hdf5::H5Type + Clone>(ds: &hdf5::Dataset, n: usize) -> hdf5::Result<Vec<Vec<T>>> {
@@ -218,67 +255,119 @@ fn rows2<T: hdf5::H5Type + Clone>(ds: &hdf5::Dataset, n: usize) -> hdf5::Result<
     Ok(a.outer_iter().take(n).map(|r| r.to_vec()).collect())
 }
 
-/// Read a spectra file. Rows beyond `/steps` (an interrupted append) are ignored.
-pub fn read(path: &Path) -> Result<SpectraData> {
-    let run = || -> hdf5::Result<SpectraData> {
-        let f = hdf5::File::open(path)?;
-        let format: VarLenUnicode = f.attr("format")?.read_scalar()?;
-        if format.as_str() != FORMAT {
-            return Err(hdf5::Error::from(format!("format is '{}', not '{FORMAT}'", format.as_str()).as_str()));
-        }
-        let steps: Vec<u64> = f.dataset("steps")?.read_1d::<i64>()?.iter().map(|s| *s as u64).collect();
-        let n = steps.len();
-        let config = f.attr("config").ok().and_then(|a| a.read_scalar::<VarLenUnicode>().ok()).map(|s| s.to_string());
-        let mut matrices = Vec::new();
-        let mg = f.group("matrices")?;
-        for name in mg.member_names()? {
-            let g = mg.group(&name)?;
-            let attr_f = |k: &str| g.attr(k).and_then(|a| a.read_scalar::<f64>());
-            let attr_u = |k: &str| g.attr(k).and_then(|a| a.read_scalar::<u64>());
-            let attr_s = |k: &str| g.attr(k).and_then(|a| a.read_scalar::<VarLenUnicode>()).map(|s| s.to_string());
-            matrices.push(MatrixData {
-                kind: attr_s("kind")?,
-                rows: attr_u("rows")? as usize,
-                cols: attr_u("cols")? as usize,
-                mp_edge: attr_f("mp_edge")?,
-                threshold: attr_f("outlier_threshold")?,
-                scale_source: attr_s("scale_source")?,
-                singular_values: rows2(&g.dataset("singular_values")?, n)?,
-                top_values: rows2(&g.dataset("top_values")?, n)?,
-                track_id: rows2(&g.dataset("track_id")?, n)?,
-                outlier_count: g.dataset("outlier_count")?.read_1d::<i32>()?.iter().take(n).copied().collect(),
-                delta_top_values: rows2(&g.dataset("delta_top_values")?, n)?,
-                teacher_overlap: match g.dataset("teacher_overlap") {
-                    Ok(ds) => Some(rows2(&ds, n)?),
-                    Err(_) => None,
-                },
-                name,
-            });
-        }
-        // Checkpoint order (layers.0, layers.1, …), not HDF5's alphabetical order.
-        matrices.sort_by_key(|m| layer_order(&m.name));
-        let a = f.group("analysis")?;
-        let col = |k: &str| a.dataset(k).and_then(|d| d.read_1d::<f64>()).map(|v| v.to_vec());
-        let asteps: Vec<i64> = a.dataset("steps")?.read_1d::<i64>()?.to_vec();
-        let (sh, lsh, nt, lnt, lr) =
-            (col("sharpness")?, col("lr_sharpness")?, col("ntk_top")?, col("lr_ntk_top")?, col("learning_rate")?);
-        let analysis = (0..asteps.len())
-            .map(|i| AnalysisRow {
-                step: asteps[i] as u64,
-                sharpness: sh[i],
-                lr_sharpness: lsh[i],
-                ntk_top: nt[i],
-                lr_ntk_top: lnt[i],
-                learning_rate: lr[i],
-            })
-            .collect();
-        Ok(SpectraData { steps, config, matrices, analysis })
+fn read_file(path: &Path) -> hdf5::Result<SpectraData> {
+    let f = hdf5::File::open(path)?;
+    let format: VarLenUnicode = f.attr("format")?.read_scalar()?;
+    if format.as_str() != FORMAT {
+        return Err(hdf5::Error::from(format!("format is '{}', not '{FORMAT}'", format.as_str()).as_str()));
+    }
+    let text_attr = |loc: &hdf5::Location, k: &str| {
+        loc.attr(k).and_then(|a| a.read_scalar::<VarLenUnicode>()).map(|s| s.to_string())
     };
-    run().map_err(|e| {
+    let steps: Vec<u64> = f.dataset("steps")?.read_1d::<i64>()?.iter().map(|s| *s as u64).collect();
+    let n = steps.len();
+    let mut matrices = Vec::new();
+    let mut order = Vec::new();
+    let mg = f.group("matrices")?;
+    for name in mg.member_names()? {
+        let g = mg.group(&name)?;
+        order.push(g.attr("index").and_then(|a| a.read_scalar::<u64>()).ok());
+        let attr_f = |k: &str| g.attr(k).and_then(|a| a.read_scalar::<f64>());
+        let attr_u = |k: &str| g.attr(k).and_then(|a| a.read_scalar::<u64>());
+        let source = match text_attr(&g, "scale_source")?.as_str() {
+            "fitted" => ScaleSource::Fitted,
+            "rms" => ScaleSource::Rms,
+            _ => ScaleSource::Init,
+        };
+        let normalization = Normalization {
+            rows: attr_u("rows")? as usize,
+            cols: attr_u("cols")? as usize,
+            scale: attr_f("scale")?,
+            source,
+            edge: attr_f("mp_edge")?,
+            lower_edge: attr_f("mp_lower_edge")?,
+            tw_sigma: attr_f("tw_sigma")?,
+            margin: attr_f("outlier_margin")?,
+        };
+        let conv_shape = g
+            .attr("conv_shape")
+            .and_then(|a| a.read_raw::<u64>())
+            .ok()
+            .and_then(|v| (v.len() == 4).then(|| [v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize]));
+        let top_values: Vec<Vec<f32>> = rows2(&g.dataset("top_values")?, n)?;
+        let teacher = g.dataset("teacher_overlap").ok();
+        let mut m = MatrixData::new(
+            &name,
+            &text_attr(&g, "kind")?,
+            conv_shape,
+            normalization,
+            g.dataset("top_values")?.shape().get(1).copied().unwrap_or(0),
+            teacher.is_some(),
+        );
+        m.singular_values = rows2(&g.dataset("singular_values")?, n)?;
+        m.top_values = top_values;
+        m.track_id = rows2(&g.dataset("track_id")?, n)?;
+        m.outlier_count = g.dataset("outlier_count")?.read_1d::<i32>()?.iter().take(n).copied().collect();
+        m.delta_top_values = rows2(&g.dataset("delta_top_values")?, n)?;
+        if let Some(ds) = teacher {
+            m.teacher_overlap = rows2(&ds, n)?;
+        }
+        let complete = m.singular_values.len() == n
+            && m.top_values.len() == n
+            && m.track_id.len() == n
+            && m.outlier_count.len() == n
+            && m.delta_top_values.len() == n;
+        if !complete {
+            return Err(hdf5::Error::from(format!("matrix '{name}' has fewer rows than /steps").as_str()));
+        }
+        matrices.push(m);
+    }
+    // The order they were written in (the network's), not HDF5's alphabetical order; files
+    // without the `index` attribute fall back to the first number in the name.
+    let mut keyed: Vec<((u64, usize, String), MatrixData)> = matrices
+        .into_iter()
+        .zip(order)
+        .map(|(m, i)| {
+            let (n, name) = layer_order(&m.name);
+            ((i.unwrap_or(u64::MAX), n, name), m)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let matrices: Vec<MatrixData> = keyed.into_iter().map(|(_, m)| m).collect();
+    let a = f.group("analysis")?;
+    let col = |k: &str| a.dataset(k).and_then(|d| d.read_1d::<f64>()).map(|v| v.to_vec());
+    let asteps: Vec<i64> = a.dataset("steps")?.read_1d::<i64>()?.to_vec();
+    let (sh, lsh, nt, lnt, lr) =
+        (col("sharpness")?, col("lr_sharpness")?, col("ntk_top")?, col("lr_ntk_top")?, col("learning_rate")?);
+    if [sh.len(), lsh.len(), nt.len(), lnt.len(), lr.len()].iter().any(|l| *l < asteps.len()) {
+        return Err(hdf5::Error::from("an /analysis column has fewer rows than /analysis/steps"));
+    }
+    let analysis = (0..asteps.len())
+        .map(|i| AnalysisRow {
+            step: asteps[i] as u64,
+            sharpness: sh[i],
+            lr_sharpness: lsh[i],
+            ntk_top: nt[i],
+            lr_ntk_top: lnt[i],
+            learning_rate: lr[i],
+        })
+        .collect();
+    Ok(SpectraData {
+        source: text_attr(&f, "source").unwrap_or_default(),
+        config: text_attr(&f, "config").ok(),
+        steps,
+        matrices,
+        analysis,
+    })
+}
+
+/// Read a spectra file.
+pub fn read(path: &Path) -> Result<SpectraData> {
+    read_file(path).map_err(|e| {
         Error::data(
             path,
             format!("is not a readable specdyn spectra file: {e}"),
-            "recompute it with `specdyn spectra RUN_DIR`",
+            "recompute it from the run's checkpoints with `specdyn spectra RUN_DIR`",
         )
     })
 }

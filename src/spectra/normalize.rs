@@ -7,9 +7,12 @@
 //! ([`MarchenkoPastur::singular_edges`], the same function the theory uses): edge 2 for a
 //! square matrix. For specdyn runs v comes from the parameterization table (μP/NTK: σ²; SP:
 //! σ²/fan_in); for a conv kernel square-unfolded to (c_out·k) × (c_in·k), v = σ²/(c_in·k²)
-//! and m = c_in·k. For external weights v is unknown: the scale is **fitted** so that the
-//! median of the nonzero singular values equals the MP median (robust to a few outliers), and
-//! marked as fitted in the output.
+//! and m = c_in·k. For external weights v is unknown: by default it is the matrix's own mean
+//! squared entry (**rms**: the bulk of an unstructured matrix with that entry variance, so a
+//! bulk that training shifted or reshaped shows as such); `--normalize median` instead
+//! **fits** the scale so that the median of the nonzero singular values equals the MP median
+//! (robust to a few outliers, but it normalizes a bulk shift away). The choice is recorded in
+//! each matrix's `scale_source` attribute.
 //!
 //! **Outliers** are singular values above `edge + margin·σ_TW`, where
 //! σ_TW = (1/√n + 1/√m)^{1/3}/(2√m) is the Tracy–Widom scale of the largest normalized singular
@@ -26,8 +29,11 @@ use serde::{Deserialize, Serialize};
 pub enum ScaleSource {
     /// From the known initialization variance.
     Init,
-    /// Fitted to the bulk (external weights).
+    /// The median singular value fitted to the MP median (external weights, `--normalize median`).
     Fitted,
+    /// The matrix's own RMS entry (external weights, the default): what an unstructured
+    /// matrix with the same entry variance would have, so a restructured bulk shows as such.
+    Rms,
 }
 
 impl ScaleSource {
@@ -35,6 +41,7 @@ impl ScaleSource {
         match self {
             ScaleSource::Init => "init",
             ScaleSource::Fitted => "fitted",
+            ScaleSource::Rms => "rms",
         }
     }
 }
@@ -83,6 +90,15 @@ impl Normalization {
         let target = singular_value_quantile(&MarchenkoPastur::for_shape(rows, cols), 0.5);
         let scale = if median > 0.0 && target > 0.0 { median / target } else { 1.0 };
         Self::with_scale(rows, cols, scale, ScaleSource::Fitted, margin)
+    }
+
+    /// From the matrix's mean squared entry v = ‖W‖²_F/(n·m): scale = √(v·m). A matrix with
+    /// i.i.d. entries of any variance then fills the MP bulk; a trained one shows how far its
+    /// bulk moved.
+    pub fn from_rms(data: &[f32], rows: usize, cols: usize, margin: f64) -> Self {
+        let ms = data.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / (rows * cols).max(1) as f64;
+        let scale = if ms > 0.0 { (ms * cols as f64).sqrt() } else { 1.0 };
+        Self::with_scale(rows, cols, scale, ScaleSource::Rms, margin)
     }
 
     /// Values above this are outliers.

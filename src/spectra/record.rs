@@ -1,35 +1,56 @@
-//! Writing `spectra.h5` for a run (during training, on resume, or recomputed from checkpoints)
-//! and for external weight files.
+//! Recording `spectra.h5` for a run (during training, on resume, or recomputed from
+//! checkpoints) and for external weight files.
+//!
+//! A [`SpectraRecorder`] holds the file's contents in memory, appends a snapshot per
+//! checkpoint, and writes the whole file atomically on [`SpectraRecorder::flush`] — before
+//! every checkpoint, so every snapshot older than the newest checkpoint is on disk.
 
-use super::h5::{self, AnalysisRow, FileInfo};
+use super::h5::{self, AnalysisRow, MatrixData, SpectraData};
 use super::normalize::Normalization;
 use super::snapshot::{MatrixSpec, SpectraState};
-use crate::checkpoint::{Checkpoint, NamedTensor, atomic_write};
+use crate::checkpoint::{NamedTensor, atomic_write};
 use crate::config::RunConfig;
-use crate::data::Dataset;
+use crate::data::Teacher;
 use crate::error::{Error, Result};
+use crate::model::ParamInfo;
+use crate::rundir::{RunDir, load_own};
 use std::path::{Path, PathBuf};
 
-/// Appends snapshots of one run to its spectra file.
+/// The spectra of one run, in memory, and where they go.
 pub struct SpectraRecorder {
     pub path: PathBuf,
     pub state: SpectraState,
+    pub data: SpectraData,
     /// Seconds spent computing spectra and curvature.
     pub seconds: f64,
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
 impl SpectraRecorder {
-    /// A new, empty spectra file for a run (replacing any previous one).
-    pub fn create(path: &Path, config: &RunConfig, data: &Dataset) -> Result<Self> {
-        let state = SpectraState::for_run(config, data.input_dim, data.output_dim, data.teacher.as_ref());
-        let info = FileInfo { source: "run".into(), config: Some(config.to_toml()) };
-        h5::create(path, &info, &state.specs, state.top_k, data.teacher.is_some())?;
-        Ok(SpectraRecorder { path: path.to_path_buf(), state, seconds: 0.0 })
+    /// A new, empty record for a run's matrices (nothing written yet).
+    pub fn new(path: &Path, config: &RunConfig, params: &[ParamInfo], teacher: Option<&Teacher>) -> Self {
+        let sp = &config.spectra;
+        let state = SpectraState::for_params(params, sp.top_k, sp.outlier_margin, teacher);
+        let matrices = (0..state.specs.len())
+            .map(|i| {
+                let s = &state.specs[i];
+                MatrixData::new(
+                    &s.name,
+                    &s.kind,
+                    s.conv_shape,
+                    s.normalization.clone(),
+                    state.top_k,
+                    state.has_teacher_overlap(i),
+                )
+            })
+            .collect();
+        let data = SpectraData {
+            source: "run".into(),
+            config: Some(config.to_toml()),
+            steps: Vec::new(),
+            matrices,
+            analysis: Vec::new(),
+        };
+        SpectraRecorder { path: path.to_path_buf(), state, data, seconds: 0.0 }
     }
 
     /// Analyse and append one snapshot (the step-0 snapshot also fixes W(0)).
@@ -39,67 +60,139 @@ impl SpectraRecorder {
             self.state.set_initial(tensors)?;
         }
         let snaps = self.state.snapshot(tensors)?;
-        h5::append(&self.path, step, &self.state.specs, &snaps)?;
+        let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
+        for (m, snap) in self.data.matrices.iter_mut().zip(&snaps) {
+            m.singular_values.push(f32s(&snap.values));
+            m.top_values.push(f32s(&snap.top));
+            m.track_id.push(snap.ids.clone());
+            m.outlier_count.push(snap.outliers as i32);
+            m.delta_top_values.push(f32s(&snap.delta_top));
+            if let Some(o) = &snap.teacher_overlap {
+                m.teacher_overlap.push(f32s(o));
+            }
+        }
+        self.data.steps.push(step);
         self.seconds += t0.elapsed().as_secs_f64();
         Ok(())
     }
 
-    pub fn record_analysis(&mut self, row: &AnalysisRow, seconds: f64) -> Result<()> {
-        h5::append_analysis(&self.path, row)?;
+    pub fn record_analysis(&mut self, row: AnalysisRow, seconds: f64) {
+        self.data.analysis.push(row);
         self.seconds += seconds;
+    }
+
+    /// Write the file (atomically).
+    pub fn flush(&mut self) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        h5::write(&self.path, &self.data)?;
+        self.seconds += t0.elapsed().as_secs_f64();
         Ok(())
     }
 
-    /// Rebuild the file of a resumed run: replay every step checkpoint before `step` (the
-    /// matrix spectra are recomputed exactly) and keep the analysis rows before `step`.
-    /// Written to a temporary file and renamed, so the old file survives any failure.
-    pub fn resume(path: &Path, config: &RunConfig, data: &Dataset, checkpoints: &[PathBuf], step: u64) -> Result<Self> {
-        let old_analysis = h5::read(path).map(|d| d.analysis).unwrap_or_default();
-        let tmp = temp_path(path);
-        let result = (|| {
-            let mut rec = Self::create(&tmp, config, data)?;
-            for p in checkpoints {
-                let ckpt = Checkpoint::load(p)?;
-                if ckpt.step < step {
-                    rec.record(ckpt.step, &ckpt.tensors)?;
-                }
-            }
-            for row in old_analysis.iter().filter(|r| r.step < step) {
-                h5::append_analysis(&tmp, row)?;
-            }
-            Ok::<_, Error>(rec)
-        })();
-        match result {
-            Ok(mut rec) => {
-                std::fs::rename(&tmp, path).map_err(|e| Error::io("replace", path, e))?;
-                rec.path = path.to_path_buf();
-                Ok(rec)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
+    /// The record of a run resumed at `step`, built without writing anything: the snapshots
+    /// and analysis rows of the existing file before `step`, tracking restored from the last
+    /// of them, and any step checkpoint before `step` the file lacks analysed again. Fails,
+    /// naming the file and the fix, when the existing file is unreadable or from another run.
+    pub fn resume(
+        run: &RunDir,
+        config: &RunConfig,
+        params: &[ParamInfo],
+        teacher: Option<&Teacher>,
+        step: u64,
+    ) -> Result<Self> {
+        let path = run.spectra_path();
+        let mut rec = Self::new(&path, config, params, teacher);
+        if step == 0 {
+            return Ok(rec);
+        }
+        let unusable = |problem: String| {
+            Error::run_dir(
+                &run.root,
+                problem,
+                format!(
+                    "rebuild it from the checkpoints with `specdyn spectra {0}` (analysis rows between checkpoints are recomputed only at checkpoints), then resume",
+                    run.root.display()
+                ),
+            )
+        };
+        let old = match h5::read(&path) {
+            Ok(d) => d,
+            Err(_) if !path.exists() => SpectraData::default(),
+            Err(e) => return Err(unusable(format!("its spectra.h5 cannot be read ({e})"))),
+        };
+        if let Some(text) = &old.config {
+            let theirs = RunConfig::from_toml_str(text, &[]).map(|c| c.fingerprint()).unwrap_or_default();
+            if theirs != config.fingerprint() {
+                return Err(unusable("its spectra.h5 was written by another run (its config differs)".into()));
             }
         }
+        let mut old = old;
+        old.truncate_before(step);
+        let names: Vec<&str> = rec.data.matrices.iter().map(|m| m.name.as_str()).collect();
+        let old_names: Vec<&str> = old.matrices.iter().map(|m| m.name.as_str()).collect();
+        if !old.steps.is_empty() && names != old_names {
+            return Err(unusable(format!("its spectra.h5 holds matrices {old_names:?}, the run has {names:?}")));
+        }
+        let ckpts = run.step_checkpoints();
+        let load = |s: u64| -> Result<crate::checkpoint::Checkpoint> {
+            let p =
+                ckpts.iter().find(|(t, _)| *t == s).map(|(_, p)| p.clone()).unwrap_or_else(|| run.checkpoint_path(s));
+            load_own(&p, config)
+        };
+        if let Some(&last) = old.steps.last() {
+            // W(0) and the trackers as they were after the last kept snapshot.
+            rec.state.set_initial(&load(0)?.tensors)?;
+            let ids: Vec<Vec<i32>> =
+                old.matrices.iter().map(|m| m.track_id.last().cloned().unwrap_or_default()).collect();
+            let next: Vec<i32> =
+                old.matrices.iter().map(|m| m.track_id.iter().flatten().copied().max().map_or(0, |v| v + 1)).collect();
+            rec.state.restore_tracking(&load(last)?.tensors, &ids, &next)?;
+            rec.data.steps = old.steps.clone();
+            rec.data.analysis = old.analysis.clone();
+            for (m, o) in rec.data.matrices.iter_mut().zip(old.matrices) {
+                m.singular_values = o.singular_values;
+                m.top_values = o.top_values;
+                m.track_id = o.track_id;
+                m.outlier_count = o.outlier_count;
+                m.delta_top_values = o.delta_top_values;
+                m.teacher_overlap = o.teacher_overlap;
+            }
+        } else {
+            rec.data.analysis = old.analysis;
+        }
+        let done = rec.data.steps.last().copied();
+        for (s, p) in ckpts.iter().filter(|(s, _)| *s < step && done.is_none_or(|d| *s > d)) {
+            let ckpt = load_own(p, config)?;
+            rec.record(*s, &ckpt.tensors)?;
+        }
+        rec.seconds = 0.0;
+        Ok(rec)
     }
 }
 
-/// The step checkpoints of a run directory, by step (`latest` excluded).
-pub fn step_checkpoints(run: &Path) -> Vec<PathBuf> {
-    let dir = run.join("checkpoints");
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(&dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    v.retain(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
-    });
-    v.sort();
-    v
+/// How external weights are normalized (`--normalize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExternalNormalization {
+    /// By the matrix's own RMS entry: an unstructured matrix with that entry variance fills
+    /// the MP bulk, so a shifted or reshaped bulk shows.
+    #[default]
+    Rms,
+    /// The median singular value fitted to the MP median (hides a bulk shift).
+    Median,
 }
 
 /// Tensors of an external safetensors file as matrices: every 2-D tensor, and every 4-D
 /// tensor square-unfolded; `filters` keeps names containing any of the given substrings.
-pub fn external_matrices(path: &Path, filters: &[String], margin: f64) -> Result<(Vec<MatrixSpec>, Vec<NamedTensor>)> {
+pub fn external_matrices(
+    path: &Path,
+    filters: &[String],
+    margin: f64,
+    how: ExternalNormalization,
+) -> Result<(Vec<MatrixSpec>, Vec<NamedTensor>)> {
     use safetensors::{Dtype, SafeTensors};
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read weights", path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::input("weights", path, e, "pass a .safetensors file (e.g. from safetensors.torch.save_file)")
+    })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         Error::data(
             path,
@@ -134,22 +227,33 @@ pub fn external_matrices(path: &Path, filters: &[String], margin: f64) -> Result
             }
             _ => continue,
         };
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::data(
+                path,
+                format!("tensor '{name}' has a non-finite entry (NaN or ±inf) at flat index {i}"),
+                "its singular values are undefined: fix or drop the tensor (--layers keeps only the tensors you name)",
+            ));
+        }
         let (rows, cols, conv) = match shape.as_slice() {
             [r, c] => (*r, *c, None),
             [co, ci, kh, kw] => (co * kh, ci * kw, Some([*co, *ci, *kh, *kw])),
             _ => continue,
         };
-        // Fit the scale to the bulk from the raw singular values.
-        let (unfolded, _, _) = match conv {
-            Some([co, ci, kh, kw]) => super::matrix::square_unfold(&data, co, ci, kh, kw),
-            None => (data.clone(), rows, cols),
+        let unfolded = match conv {
+            Some([co, ci, kh, kw]) => super::matrix::square_unfold(&data, co, ci, kh, kw).0,
+            None => data.clone(),
         };
-        let raw_values = super::matrix::singular_values(&unfolded, rows, cols);
+        let normalization = match how {
+            ExternalNormalization::Rms => Normalization::from_rms(&unfolded, rows, cols, margin),
+            ExternalNormalization::Median => {
+                Normalization::fitted(&super::matrix::singular_values(&unfolded, rows, cols), rows, cols, margin)
+            }
+        };
         specs.push(MatrixSpec {
             name: name.clone(),
             kind: if conv.is_some() { "conv".into() } else { "matrix".into() },
             conv_shape: conv,
-            normalization: Normalization::fitted(&raw_values, rows, cols, margin),
+            normalization,
         });
         tensors.push(NamedTensor { name, shape, data });
     }
@@ -163,52 +267,67 @@ pub fn external_matrices(path: &Path, filters: &[String], margin: f64) -> Result
     Ok((specs, tensors))
 }
 
-/// Spectra of an external weight file: one snapshot (step 0), scales fitted to the bulk.
-pub fn external(path: &Path, filters: &[String], top_k: usize, margin: f64, out: &Path) -> Result<PathBuf> {
-    let (specs, tensors) = external_matrices(path, filters, margin)?;
+/// Spectra of an external weight file: one snapshot (step 0), written to `out/spectra.h5`.
+pub fn external(
+    path: &Path,
+    filters: &[String],
+    top_k: usize,
+    margin: f64,
+    how: ExternalNormalization,
+    out: &Path,
+) -> Result<PathBuf> {
+    let (specs, tensors) = external_matrices(path, filters, margin, how)?;
+    let mut state = SpectraState::new(specs.clone(), top_k, None);
+    let snaps = state.snapshot(&tensors)?;
+    let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
+    let matrices = specs
+        .iter()
+        .zip(&snaps)
+        .map(|(s, snap)| {
+            let mut m = MatrixData::new(&s.name, &s.kind, s.conv_shape, s.normalization.clone(), top_k, false);
+            m.singular_values.push(f32s(&snap.values));
+            m.top_values.push(f32s(&snap.top));
+            m.track_id.push(snap.ids.clone());
+            m.outlier_count.push(snap.outliers as i32);
+            m.delta_top_values.push(f32s(&snap.delta_top));
+            m
+        })
+        .collect();
+    let data = SpectraData {
+        source: format!("external: {}", path.display()),
+        config: None,
+        steps: vec![0],
+        matrices,
+        analysis: Vec::new(),
+    };
     std::fs::create_dir_all(out).map_err(|e| Error::io("create output directory", out, e))?;
     let target = out.join("spectra.h5");
-    let tmp = temp_path(&target);
-    let result = (|| {
-        let info = FileInfo { source: format!("external: {}", path.display()), config: None };
-        h5::create(&tmp, &info, &specs, top_k, false)?;
-        let mut state = SpectraState::new(specs.clone(), top_k, None);
-        let snaps = state.snapshot(&tensors)?;
-        h5::append(&tmp, 0, &specs, &snaps)
-    })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, &target).map_err(|e| Error::io("write", &target, e))?,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    }
+    h5::write(&target, &data)?;
     Ok(target)
 }
 
 /// Tidy CSV views of a spectra file: `spectra.csv` (one row per matrix, step and rank) and
 /// `analysis.csv` (one row per analysis step).
-pub fn write_csv(h5_path: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
-    let d = h5::read(h5_path)?;
+pub fn write_csv(d: &SpectraData, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut s = String::from(
         "matrix,kind,step,rank,value,track_id,is_outlier,delta_value,teacher_overlap,mp_edge,outlier_threshold,outlier_count,scale_source\n",
     );
     for m in &d.matrices {
         for (t, step) in d.steps.iter().enumerate() {
             for (r, v) in m.top_values[t].iter().enumerate() {
-                let overlap = m.teacher_overlap.as_ref().map(|o| o[t][r].to_string()).unwrap_or_default();
+                let overlap = m.teacher_overlap.get(t).map(|o| o[r].to_string()).unwrap_or_default();
                 s.push_str(&format!(
                     "{},{},{step},{},{v},{},{},{},{overlap},{},{},{},{}\n",
                     m.name,
                     m.kind,
                     r + 1,
                     m.track_id[t][r],
-                    u8::from(*v as f64 > m.threshold),
+                    u8::from(*v as f64 > m.threshold()),
                     m.delta_top_values[t][r],
-                    m.mp_edge,
-                    m.threshold,
+                    m.mp_edge(),
+                    m.threshold(),
                     m.outlier_count[t],
-                    m.scale_source
+                    m.scale_source()
                 ));
             }
         }
@@ -231,73 +350,4 @@ pub fn write_csv(h5_path: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let analysis_csv = out_dir.join("analysis.csv");
     atomic_write(&analysis_csv, a.as_bytes())?;
     Ok(vec![spectra_csv, analysis_csv])
-}
-
-/// Recompute `spectra.h5` (and its CSV and plots) of a run from its step checkpoints, on any
-/// backend. Idempotent; the result replaces the old file only when everything succeeded, and a
-/// corrupt checkpoint is an error that names it.
-pub struct RecomputeJob {
-    pub run: PathBuf,
-    pub quiet: bool,
-}
-
-impl crate::backend::BackendJob for RecomputeJob {
-    type Output = (PathBuf, usize);
-
-    fn run<B: crate::backend::ComputeBackend>(self, device: B::Device) -> Result<(PathBuf, usize)> {
-        let dir = crate::train::RunDir::new(&self.run);
-        let config = dir.read_config()?;
-        let ckpts = step_checkpoints(&self.run);
-        if ckpts.is_empty() {
-            return Err(Error::run_dir(
-                &self.run,
-                "has no step checkpoints (checkpoints/step-*.safetensors)",
-                "train it first (`specdyn train CONFIG --out DIR`)",
-            ));
-        }
-        let data = Dataset::from_config(&config)?;
-        let target = dir.spectra_path();
-        let tmp = temp_path(&target);
-        let bar =
-            if self.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(ckpts.len() as u64) };
-        let analysis = config.spectra.sharpness || config.spectra.ntk;
-        let result = (|| {
-            let mut rec = SpectraRecorder::create(&tmp, &config, &data)?;
-            for p in &ckpts {
-                let ckpt = Checkpoint::load(p)?;
-                rec.record(ckpt.step, &ckpt.tensors)?;
-                if analysis {
-                    let t0 = std::time::Instant::now();
-                    let trainer = crate::train::Trainer::<B::InnerBackend>::from_checkpoint(
-                        config.clone(),
-                        &ckpt,
-                        p,
-                        device.clone(),
-                    )?;
-                    let c = trainer.curvature();
-                    let lr = config.optimizer.lr
-                        * crate::train::schedule_factor(&config.optimizer, ckpt.step, config.train.steps);
-                    let row = AnalysisRow {
-                        step: ckpt.step,
-                        sharpness: c.sharpness,
-                        lr_sharpness: c.lr_sharpness,
-                        ntk_top: c.ntk_top,
-                        lr_ntk_top: c.lr_ntk_top,
-                        learning_rate: lr,
-                    };
-                    rec.record_analysis(&row, t0.elapsed().as_secs_f64())?;
-                }
-                bar.inc(1);
-            }
-            Ok::<_, Error>(())
-        })();
-        bar.finish_and_clear();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io("replace", &target, e))?;
-        write_csv(&target, &self.run)?;
-        Ok((target, ckpts.len()))
-    }
 }

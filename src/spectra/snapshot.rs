@@ -4,10 +4,9 @@ use super::matrix::{Triplets, singular_values_of, square_unfold, to_faer, top_tr
 use super::normalize::Normalization;
 use super::tracking::Tracker;
 use crate::checkpoint::NamedTensor;
-use crate::config::RunConfig;
 use crate::data::Teacher;
 use crate::error::{Error, Result};
-use crate::model::{MlpSpec, ParamInfo};
+use crate::model::ParamInfo;
 use faer::Mat;
 
 /// One matrix the spectra follow.
@@ -15,7 +14,7 @@ use faer::Mat;
 pub struct MatrixSpec {
     /// Tensor name in the checkpoint (also the HDF5 group name under `matrices/`).
     pub name: String,
-    /// `input`, `hidden`, `readout`, `conv` or `matrix` (external 2-D tensors).
+    /// `input`, `hidden`, `readout`, `conv-input`, `conv-hidden`, `conv` or `matrix` (external tensors).
     pub kind: String,
     /// Conv kernels: [c_out, c_in, k_h, k_w], square-unfolded before analysis.
     pub conv_shape: Option<[usize; 4]>,
@@ -61,33 +60,26 @@ pub struct SpectraState {
 }
 
 impl SpectraState {
-    /// The weight matrices of a specdyn MLP run (biases are not matrices).
-    pub fn for_run(config: &RunConfig, input_dim: usize, output_dim: usize, teacher: Option<&Teacher>) -> Self {
-        let spec = MlpSpec::from_config(config, input_dim, output_dim);
-        let specs = spec
-            .params()
+    /// The weight matrices of a run (biases are not matrices; conv kernels are square-unfolded),
+    /// each normalized by its initialization variance.
+    pub fn for_params(params: &[ParamInfo], top_k: usize, margin: f64, teacher: Option<&Teacher>) -> Self {
+        let specs = params
             .iter()
-            .filter(|p| !p.is_bias())
-            .map(|p: &ParamInfo| {
-                let shape = p.export_shape();
-                MatrixSpec {
+            .filter_map(|p| {
+                let (rows, cols) = p.matrix_shape()?;
+                Some(MatrixSpec {
                     name: p.name.clone(),
-                    kind: p.kind.name().to_string(),
-                    conv_shape: None,
-                    normalization: Normalization::from_init(
-                        shape[0],
-                        shape[1],
-                        p.rule.init_std.powi(2),
-                        config.spectra.outlier_margin,
-                    ),
-                }
+                    kind: p.matrix_kind(),
+                    conv_shape: p.conv_shape(),
+                    normalization: Normalization::from_init(rows, cols, p.rule.init_std.powi(2), margin),
+                })
             })
             .collect();
         let teacher_basis = teacher.map(|t| {
             let b = Mat::from_fn(t.input_dim, t.output_dim, |i, j| t.directions[j * t.input_dim + i]);
             b.qr().compute_thin_Q()
         });
-        Self::new(specs, config.spectra.top_k, teacher_basis)
+        Self::new(specs, top_k, teacher_basis)
     }
 
     pub fn new(specs: Vec<MatrixSpec>, top_k: usize, teacher_basis: Option<Mat<f64>>) -> Self {
@@ -113,6 +105,13 @@ impl SpectraState {
                 "the checkpoint does not belong to this run",
             )
         })?;
+        if let Some(j) = t.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::data(
+                std::path::Path::new(&spec.name),
+                format!("tensor '{}' has a non-finite entry (NaN or ±inf) at flat index {j}", spec.name),
+                "its singular values are undefined; check the weights (a diverged run stops before such a checkpoint)",
+            ));
+        }
         let (data, rows, cols) = match spec.conv_shape {
             Some([co, ci, kh, kw]) => square_unfold(&t.data, co, ci, kh, kw),
             None => (t.data.clone(), spec.rows(), spec.cols()),
@@ -120,6 +119,24 @@ impl SpectraState {
         let s = spec.normalization.scale;
         let m = to_faer(&data, rows, cols);
         Ok(Mat::from_fn(rows, cols, |r, c| m[(r, c)] / s))
+    }
+
+    /// Continue tracking from a snapshot recorded earlier: the triplets of `tensors` (that
+    /// snapshot's weights) with the ids `ids[i]` recorded for matrix i, and the next fresh id
+    /// of each tracker. Gives the trackers exactly the state they had after that snapshot.
+    pub fn restore_tracking(&mut self, tensors: &[NamedTensor], ids: &[Vec<i32>], next_ids: &[i32]) -> Result<()> {
+        for i in 0..self.specs.len() {
+            let w = self.normalized(i, tensors)?;
+            let k = self.top_k.min(w.nrows().min(w.ncols()));
+            let triplets = top_triplets(w.as_ref(), k, i as u64);
+            self.trackers[i] = Tracker::restored(ids[i].clone(), triplets, next_ids[i]);
+        }
+        Ok(())
+    }
+
+    /// Does matrix `i` record the teacher overlap?
+    pub fn has_teacher_overlap(&self, i: usize) -> bool {
+        self.teacher_basis.as_ref().is_some_and(|b| self.specs[i].kind == "input" && b.nrows() == self.specs[i].cols())
     }
 
     /// Analyse every matrix at one snapshot (advances the trackers).

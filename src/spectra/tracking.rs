@@ -20,6 +20,11 @@ pub struct Tracker {
 pub const MATCH_SCORE: f64 = 0.5;
 
 impl Tracker {
+    /// A tracker that has just assigned `ids` to `triplets`, with `next_id` the next fresh id.
+    pub fn restored(ids: Vec<i32>, triplets: Triplets, next_id: i32) -> Self {
+        Tracker { next_id, previous: Some((ids, triplets)) }
+    }
+
     /// The id of every triplet of this snapshot (and remember it for the next).
     pub fn assign(&mut self, current: &Triplets) -> Vec<i32> {
         let k = current.values.len();

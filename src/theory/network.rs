@@ -123,66 +123,6 @@ pub struct DmftSolution {
 }
 
 impl MupProblem {
-    /// The problem a run config describes: the same data (K^x from the training inputs), depth,
-    /// activation, γ, η₀, σ², steps and (for minibatch SGD) the run's batch order, which the model
-    /// seed sets. The DMFT covers plain (stochastic) gradient descent of an MLP
-    /// without biases and with one output, in μP or NTK parameterization (NTK: γ = γ₀/√N).
-    pub fn from_config(cfg: &crate::config::RunConfig) -> crate::error::Result<Self> {
-        use crate::config::{OptimizerKind, Schedule};
-        use crate::error::Error;
-        use crate::model::Parameterization;
-        let unsupported = |what: &str| {
-            Error::config(
-                format!("the μP DMFT does not describe {what}"),
-                "use plain SGD (no momentum, constant rate; full batch or minibatches of a fixed dataset), one output, no biases, μP or NTK",
-            )
-        };
-        if cfg.optimizer.kind != OptimizerKind::Sgd || cfg.optimizer.momentum != 0.0 {
-            return Err(unsupported("this optimizer"));
-        }
-        if cfg.optimizer.schedule != Schedule::Constant || cfg.optimizer.warmup_steps > 0 {
-            return Err(unsupported("a learning-rate schedule"));
-        }
-        if cfg.data.online {
-            return Err(unsupported("online data"));
-        }
-        if cfg.model.bias {
-            return Err(unsupported("biases"));
-        }
-        if cfg.model.parameterization == Parameterization::Sp {
-            return Err(unsupported("the standard parameterization"));
-        }
-        let data = crate::data::Dataset::from_config(cfg)?;
-        if data.output_dim != 1 {
-            return Err(unsupported("several outputs"));
-        }
-        let crate::data::TrainSet::Fixed(train) = &data.train else { return Err(unsupported("online data")) };
-        let batches = (cfg.train.batch_size > 0 && cfg.train.batch_size < train.n).then(|| {
-            (0..=cfg.train.steps)
-                .map(|t| data.batch_indices(t, cfg.train.batch_size, cfg.seed).unwrap_or_default())
-                .collect()
-        });
-        let (p, d) = (train.n, train.d);
-        let kx = Mat::from_fn(p, p, |i, j| {
-            (0..d).map(|k| train.x[i * d + k] as f64 * train.x[j * d + k] as f64).sum::<f64>() / d as f64
-        });
-        let gamma = match cfg.model.parameterization {
-            Parameterization::Ntk => cfg.model.gamma0 / (cfg.model.width as f64).sqrt(),
-            _ => cfg.model.gamma0,
-        };
-        Ok(MupProblem {
-            depth: cfg.model.depth,
-            activation: cfg.model.activation,
-            gamma,
-            eta0: cfg.optimizer.lr,
-            sigma2: cfg.model.init_variance,
-            steps: cfg.train.steps as usize,
-            kx,
-            y: train.y.iter().map(|v| *v as f64).collect(),
-            batches,
-        })
-    }
-
     pub fn p(&self) -> usize {
         self.y.len()
     }

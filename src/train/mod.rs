@@ -5,7 +5,5 @@ mod run;
 mod trainer;
 
 pub use optim::{Optimizer, ParamState, schedule_factor};
-pub use run::{
-    INTERRUPTED, RunDir, RunStatus, Summary, TrainOptions, config_differences, install_interrupt_handler, train,
-};
-pub use trainer::{StepGradients, Trainer, mse_loss};
+pub use run::{INTERRUPTED, RecomputeSpectra, TrainOptions, analysis_row, install_interrupt_handler, train};
+pub use trainer::{Evaluation, StepGradients, Trainer, memory_estimate, mse_loss};

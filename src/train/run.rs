@@ -1,28 +1,29 @@
-//! `specdyn train`: the training loop with its run directory, metrics, checkpoints, progress
-//! bar, divergence detection, Ctrl-C handling and exact resume.
+//! `specdyn train`: the training loop with its run directory, metrics, checkpoints, progress,
+//! divergence detection, Ctrl-C handling and exact resume.
 //!
-//! A run directory holds
-//! - `config.toml`: the effective config;
-//! - `metrics.csv`: one row per logged step (step, train/test loss, gradient norm, learning
-//!   rate per layer kind, wall time); the row for step t describes the parameters θ_t before
-//!   update t;
-//! - `checkpoints/step-XXXXXXXX.safetensors` at log-spaced steps and the last step, plus
-//!   `checkpoints/latest.safetensors` every `checkpoint.latest_every` steps and on Ctrl-C;
-//! - `summary.json`: status (running | completed | diverged | interrupted), losses, steps,
-//!   duration, version.
+//! A run directory ([`RunDir`]) holds `config.toml`, `metrics.csv` (one row per logged step;
+//! the row for step t describes the parameters θ_t before update t), `checkpoints/`
+//! (`step-XXXXXXXX.safetensors` at log-spaced steps and the last step, `latest.safetensors`
+//! every `checkpoint.latest_every` steps and on Ctrl-C), `spectra.h5` and `summary.json`.
+//!
+//! **Validate, then write.** A new run, an `--overwrite` and a `--resume` first build
+//! everything they need in memory — config, data, network (with the memory check), the
+//! checkpoint to resume from (checksum and fingerprint), the spectra record rebuilt from the
+//! old file and the step checkpoints — and only then take the run's lock and touch a file.
+//! A failure before that point leaves the directory exactly as it was.
 
 use super::trainer::Trainer;
-use crate::checkpoint::{Checkpoint, atomic_write, log_spaced_steps};
+use crate::checkpoint::{atomic_write, log_spaced_steps};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::model::LayerKind;
+use crate::rundir::{DirState, RunDir, RunLock, RunStatus, Summary};
 use crate::spectra::h5::AnalysisRow;
 use crate::spectra::record::SpectraRecorder;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -40,41 +41,6 @@ pub fn install_interrupt_handler() {
     });
 }
 
-/// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunStatus {
-    Running,
-    Completed,
-    Diverged,
-    Interrupted,
-}
-
-/// Contents of `summary.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    pub status: RunStatus,
-    pub specdyn_version: String,
-    pub device: String,
-    pub steps_planned: u64,
-    /// Parameter updates applied.
-    pub steps_completed: u64,
-    pub initial_loss: Option<f64>,
-    pub final_train_loss: Option<f64>,
-    pub final_test_loss: Option<f64>,
-    /// The step whose loss was not finite or exploded.
-    pub diverged_at_step: Option<u64>,
-    pub last_finite_loss: Option<f64>,
-    /// Training wall time over all segments of the run, seconds.
-    pub duration_s: f64,
-    /// Steps per second in the last segment.
-    pub steps_per_s: f64,
-    pub resumed_from_step: Option<u64>,
-    /// Seconds spent on spectra and curvature (part of duration_s).
-    #[serde(default)]
-    pub spectra_s: f64,
-}
-
 /// Options of `specdyn train` that are not part of the run's config.
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
@@ -82,123 +48,10 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Replace a previous run in the output directory.
     pub overwrite: bool,
-    /// No progress bar.
+    /// No progress output.
     pub quiet: bool,
     /// Name of the device, for the summary.
     pub device_name: String,
-}
-
-/// The files of one run directory.
-#[derive(Clone, Debug)]
-pub struct RunDir {
-    pub root: PathBuf,
-}
-
-impl RunDir {
-    pub fn new(root: &Path) -> Self {
-        RunDir { root: root.to_path_buf() }
-    }
-    pub fn config_path(&self) -> PathBuf {
-        self.root.join("config.toml")
-    }
-    pub fn metrics_path(&self) -> PathBuf {
-        self.root.join("metrics.csv")
-    }
-    pub fn summary_path(&self) -> PathBuf {
-        self.root.join("summary.json")
-    }
-    pub fn checkpoints_dir(&self) -> PathBuf {
-        self.root.join("checkpoints")
-    }
-    pub fn checkpoint_path(&self, step: u64) -> PathBuf {
-        self.checkpoints_dir().join(format!("step-{step:08}.safetensors"))
-    }
-    pub fn latest_path(&self) -> PathBuf {
-        self.checkpoints_dir().join("latest.safetensors")
-    }
-    pub fn spectra_path(&self) -> PathBuf {
-        self.root.join("spectra.h5")
-    }
-
-    /// The effective config stored in the directory.
-    pub fn read_config(&self) -> Result<RunConfig> {
-        let path = self.config_path();
-        if !path.exists() {
-            return Err(Error::run_dir(
-                &self.root,
-                "has no config.toml, so it is not a specdyn run",
-                "pass the directory a `specdyn train CONFIG --out DIR` run created",
-            ));
-        }
-        RunConfig::load(&path, &[])
-    }
-
-    /// Read `summary.json`, if present.
-    pub fn read_summary(&self) -> Option<Summary> {
-        let text = std::fs::read_to_string(self.summary_path()).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Checkpoint files (step files and latest), newest step first, without loading them.
-    pub fn checkpoint_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.checkpoints_dir())
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.retain(|p| {
-            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            n.ends_with(".safetensors") && !n.starts_with('.')
-        });
-        files.sort();
-        files
-    }
-
-    /// The checkpoint with the highest step. A corrupt file is an error that names it.
-    pub fn newest_checkpoint(&self) -> Result<Option<(PathBuf, Checkpoint)>> {
-        let mut best: Option<(PathBuf, Checkpoint)> = None;
-        let latest = self.latest_path();
-        // Step files are ordered by name = by step; only the newest step file and `latest` matter.
-        let files = self.checkpoint_files();
-        let newest_step_file = files.iter().rev().find(|p| **p != latest).cloned();
-        for path in [newest_step_file, latest.exists().then_some(latest.clone())].into_iter().flatten() {
-            let ckpt = Checkpoint::load(&path)?;
-            if best.as_ref().is_none_or(|(_, b)| ckpt.step > b.step) {
-                best = Some((path, ckpt));
-            }
-        }
-        Ok(best)
-    }
-
-    /// Make the directory ready for a new run.
-    fn prepare_new(&self, overwrite: bool) -> Result<()> {
-        if self.root.exists() {
-            let is_run = self.config_path().exists();
-            let empty = std::fs::read_dir(&self.root).map(|mut d| d.next().is_none()).unwrap_or(false);
-            if is_run && !overwrite {
-                return Err(Error::run_dir(
-                    &self.root,
-                    "already holds a run",
-                    format!(
-                        "continue it with `specdyn train --resume {0}`, replace it with --overwrite, or choose another --out",
-                        self.root.display()
-                    ),
-                ));
-            }
-            if !is_run && !empty {
-                return Err(Error::run_dir(
-                    &self.root,
-                    "exists, is not empty and is not a specdyn run",
-                    "choose a new --out directory (specdyn only overwrites its own runs)",
-                ));
-            }
-            if is_run {
-                for f in [self.config_path(), self.metrics_path(), self.summary_path(), self.spectra_path()] {
-                    let _ = std::fs::remove_file(f);
-                }
-                let _ = std::fs::remove_dir_all(self.checkpoints_dir());
-            }
-        }
-        std::fs::create_dir_all(self.checkpoints_dir()).map_err(|e| Error::io("create run directory", &self.root, e))
-    }
 }
 
 /// Which optional metrics columns exist.
@@ -209,15 +62,19 @@ fn lr_kinds(trainer_kinds: &[LayerKind]) -> Vec<LayerKind> {
         .collect()
 }
 
-fn metrics_header(kinds: &[LayerKind]) -> String {
-    let mut cols = vec!["step".to_string(), "train_loss".into(), "test_loss".into(), "grad_norm".into()];
+fn metrics_header(kinds: &[LayerKind], classification: bool) -> String {
+    let mut cols = vec!["step".to_string(), "train_loss".into(), "test_loss".into()];
+    if classification {
+        cols.extend(["train_accuracy".into(), "test_accuracy".into()]);
+    }
+    cols.push("grad_norm".into());
     cols.extend(kinds.iter().map(|k| format!("lr_{}", k.name())));
     cols.push("wall_time_s".into());
     cols.join(",")
 }
 
-/// Keep the header and the rows of steps before `step` (a resumed run rewrites the rest).
-fn truncate_metrics(path: &Path, header: &str, step: u64) -> Result<()> {
+/// The header and the complete rows of steps before `step` (a resumed run rewrites the rest).
+fn kept_metrics(path: &Path, header: &str, step: u64) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut out = String::from(header);
     out.push('\n');
@@ -229,12 +86,7 @@ fn truncate_metrics(path: &Path, header: &str, step: u64) -> Result<()> {
             out.push('\n');
         }
     }
-    atomic_write(path, out.as_bytes())
-}
-
-fn write_summary(dir: &RunDir, summary: &Summary) -> Result<()> {
-    let text = serde_json::to_string_pretty(summary).unwrap_or_default();
-    atomic_write(&dir.summary_path(), format!("{text}\n").as_bytes())
+    out
 }
 
 /// Shortest text that reads back to the same f32 (losses are computed in f32).
@@ -242,34 +94,152 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map(|v| format!("{:e}", v as f32)).unwrap_or_default()
 }
 
-/// The keys whose values differ between two configs, as "key: a → b".
-pub fn config_differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
-    fn flatten(v: &toml::Value, prefix: &str, out: &mut Vec<(String, String)>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    flatten(v, &p, out);
-                }
-            }
-            other => out.push((prefix.to_string(), other.to_string())),
+/// The curvature row of the trainer's current step.
+pub fn analysis_row<B: Kernels>(trainer: &Trainer<B>) -> AnalysisRow {
+    let c = trainer.curvature();
+    let cfg = &trainer.config;
+    AnalysisRow {
+        step: trainer.step,
+        sharpness: c.sharpness,
+        lr_sharpness: c.lr_sharpness,
+        ntk_top: c.ntk_top,
+        lr_ntk_top: c.lr_ntk_top,
+        learning_rate: cfg.optimizer.lr * super::schedule_factor(&cfg.optimizer, trainer.step, cfg.train.steps),
+    }
+}
+
+/// Everything a run needs, validated, before anything is written.
+struct Plan<B: Kernels> {
+    dir: RunDir,
+    lock: RunLock,
+    config: RunConfig,
+    trainer: Trainer<B>,
+    resumed_from: Option<u64>,
+    elapsed_before: f64,
+    initial_loss: Option<f64>,
+    spectra: Option<SpectraRecorder>,
+    /// metrics.csv as it must be before the first new row.
+    metrics: String,
+    /// Write config.toml (new runs, or a resume that changed train.steps).
+    write_config: bool,
+    clear: bool,
+}
+
+fn prepare_new<B: Kernels>(config: RunConfig, dir: RunDir, opts: &TrainOptions, device: B::Device) -> Result<Plan<B>> {
+    let refuse = |state: DirState| -> Result<()> {
+        match state {
+            DirState::Run if !opts.overwrite => Err(Error::run_dir(
+                &dir.root,
+                "already holds a run",
+                format!(
+                    "continue it with `specdyn train --resume {0}`, replace it with --overwrite, or choose another --out",
+                    dir.root.display()
+                ),
+            )),
+            DirState::Foreign => Err(Error::run_dir(
+                &dir.root,
+                "exists, is not empty and is not a specdyn run",
+                "choose a new --out directory (specdyn only overwrites its own runs)",
+            )),
+            _ => Ok(()),
+        }
+    };
+    refuse(dir.state())?;
+    let trainer = Trainer::<B>::new(config.clone(), device)?;
+    let spectra = config.spectra.enabled.then(|| {
+        SpectraRecorder::new(&dir.spectra_path(), &config, &trainer.model.info, trainer.data.teacher.as_ref())
+    });
+    let lock = dir.lock()?;
+    let state = dir.state();
+    refuse(state)?;
+    let header = metrics_header(&lr_kinds(&kinds(&trainer)), trainer.data.classification);
+    Ok(Plan {
+        clear: matches!(state, DirState::Run | DirState::Unstarted),
+        dir,
+        lock,
+        config,
+        trainer,
+        resumed_from: None,
+        elapsed_before: 0.0,
+        initial_loss: None,
+        spectra,
+        metrics: format!("{header}\n"),
+        write_config: true,
+    })
+}
+
+fn kinds<B: Kernels>(t: &Trainer<B>) -> Vec<LayerKind> {
+    t.model.info.iter().map(|p| p.kind).collect()
+}
+
+fn prepare_resume<B: Kernels>(config: RunConfig, dir: RunDir, device: B::Device) -> Result<Plan<B>> {
+    match dir.state() {
+        DirState::Run => {}
+        DirState::Unstarted => {
+            return Err(Error::run_dir(
+                &dir.root,
+                "holds a run that was stopped before it wrote its config, so there is nothing to resume",
+                format!("start it again with `specdyn train CONFIG --out {}`", dir.root.display()),
+            ));
+        }
+        _ => {
+            return Err(Error::run_dir(
+                &dir.root,
+                "has no config.toml, so it is not a specdyn run",
+                "pass the directory a `specdyn train CONFIG --out DIR` run created",
+            ));
         }
     }
-    let (mut fa, mut fb) = (Vec::new(), Vec::new());
-    if let (Ok(va), Ok(vb)) = (toml::Value::try_from(a), toml::Value::try_from(b)) {
-        flatten(&va, "", &mut fa);
-        flatten(&vb, "", &mut fb);
+    let lock = dir.lock()?;
+    let stored = dir.read_config()?;
+    let mut comparable = config.clone();
+    comparable.train.steps = stored.train.steps;
+    let diffs = crate::config::differences(&stored, &comparable);
+    if !diffs.is_empty() {
+        return Err(Error::run_dir(
+            &dir.root,
+            format!("was made with a different config ({})", diffs.join("; ")),
+            "resume with the stored config (`specdyn train --resume DIR`, only train.steps may change), or start a new run with another --out",
+        ));
     }
-    let mb: std::collections::BTreeMap<_, _> = fb.into_iter().collect();
-    let ma: std::collections::BTreeMap<_, _> = fa.into_iter().collect();
-    let keys: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
-    keys.into_iter()
-        .filter(|k| ma.get(*k) != mb.get(*k))
-        .map(|k| {
-            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
-            format!("{k}: {} → {}", show(ma.get(k)), show(mb.get(k)))
-        })
-        .collect()
+    let data = crate::data::Dataset::from_config(&config)?;
+    let newest = dir.newest_checkpoint(&config)?;
+    let (trainer, resumed_from, elapsed_before, initial_loss) = match newest {
+        Some((path, ckpt)) => {
+            if ckpt.step > config.train.steps {
+                return Err(Error::run_dir(
+                    &dir.root,
+                    format!("has a checkpoint at step {} beyond train.steps = {}", ckpt.step, config.train.steps),
+                    "raise train.steps (--set train.steps=N) to extend the run",
+                ));
+            }
+            let t = Trainer::from_checkpoint_with_data(config.clone(), data, &ckpt, &path, device)?;
+            (t, Some(ckpt.step), ckpt.elapsed_s, Some(ckpt.initial_loss))
+        }
+        // Killed before its first checkpoint: start again in place.
+        None => (Trainer::with_data(config.clone(), data, device)?, None, 0.0, None),
+    };
+    let step = trainer.step;
+    let spectra = if config.spectra.enabled {
+        Some(SpectraRecorder::resume(&dir, &config, &trainer.model.info, trainer.data.teacher.as_ref(), step)?)
+    } else {
+        None
+    };
+    let header = metrics_header(&lr_kinds(&kinds(&trainer)), trainer.data.classification);
+    let metrics = kept_metrics(&dir.metrics_path(), &header, step);
+    Ok(Plan {
+        write_config: config != stored,
+        clear: false,
+        dir,
+        lock,
+        config,
+        trainer,
+        resumed_from,
+        elapsed_before,
+        initial_loss,
+        spectra,
+        metrics,
+    })
 }
 
 /// Train (or resume) the run in `out` with `config`, on backend `B`.
@@ -278,72 +248,60 @@ pub fn config_differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
 /// raised to extend a run).
 pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, device: B::Device) -> Result<Summary> {
     let dir = RunDir::new(out);
-    let mut resumed_from = None;
-    let mut elapsed_before = 0.0;
-    let mut initial_loss: Option<f64> = None;
-    let mut trainer: Trainer<B> = if opts.resume {
-        let stored = dir.read_config()?;
-        let mut comparable = config.clone();
-        comparable.train.steps = stored.train.steps;
-        let diffs = config_differences(&stored, &comparable);
-        if !diffs.is_empty() {
-            return Err(Error::run_dir(
-                out,
-                format!("was made with a different config ({})", diffs.join("; ")),
-                "resume with the stored config (`specdyn train --resume DIR`, only train.steps may change), or start a new run with another --out",
-            ));
-        }
-        let (path, ckpt) = dir.newest_checkpoint()?.ok_or_else(|| {
-            Error::run_dir(
-                out,
-                "has no checkpoint to resume from",
-                format!(
-                    "start it again with `specdyn train {} --out {} --overwrite`",
-                    dir.config_path().display(),
-                    out.display()
-                ),
-            )
-        })?;
-        if ckpt.step > config.train.steps {
-            return Err(Error::run_dir(
-                out,
-                format!("has a checkpoint at step {} beyond train.steps = {}", ckpt.step, config.train.steps),
-                "raise train.steps (--set train.steps=N) to extend the run",
-            ));
-        }
-        resumed_from = Some(ckpt.step);
-        elapsed_before = ckpt.elapsed_s;
-        initial_loss = Some(ckpt.initial_loss);
-        let t = Trainer::from_checkpoint(config.clone(), &ckpt, &path, device)?;
-        atomic_write(&dir.config_path(), config.to_toml().as_bytes())?;
-        t
+    let plan = if opts.resume {
+        prepare_resume::<B>(config, dir, device)?
     } else {
-        dir.prepare_new(opts.overwrite)?;
-        atomic_write(&dir.config_path(), config.to_toml().as_bytes())?;
-        Trainer::new(config.clone(), device)?
+        prepare_new::<B>(config, dir, opts, device)?
     };
+    if opts.resume && plan.resumed_from.is_none() && !opts.quiet {
+        eprintln!("note: {} has no checkpoint yet; starting it again from step 0", out.display());
+    }
+    execute(plan, opts)
+}
 
-    let kinds = lr_kinds(&trainer.model.info.iter().map(|p| p.kind).collect::<Vec<_>>());
-    let header = metrics_header(&kinds);
-    truncate_metrics(&dir.metrics_path(), &header, trainer.step)?;
+/// The training loop of a validated plan: from here on, files are written.
+fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
+    let Plan {
+        dir,
+        mut lock,
+        config,
+        mut trainer,
+        resumed_from,
+        elapsed_before,
+        mut initial_loss,
+        mut spectra,
+        metrics: kept,
+        write_config,
+        clear,
+    } = plan;
+    if clear {
+        dir.clear(&lock)?;
+    }
+    lock.announce(if opts.resume { "train --resume" } else { "train" })?;
+    dir.clean_temp_files(&lock);
+    std::fs::create_dir_all(dir.checkpoints_dir()).map_err(|e| Error::io("create", &dir.checkpoints_dir(), e))?;
+    if write_config {
+        atomic_write(&dir.config_path(), config.to_toml().as_bytes())?;
+    }
+    atomic_write(&dir.metrics_path(), kept.as_bytes())?;
+    if let Some(rec) = spectra.as_mut() {
+        rec.flush()?;
+    }
+    let classification = trainer.data.classification;
+    let kinds = lr_kinds(&kinds(&trainer));
     let mut metrics = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.metrics_path())
         .map_err(|e| Error::io("open", &dir.metrics_path(), e))?;
-
-    let mut spectra = if !config.spectra.enabled {
-        None
-    } else if opts.resume {
-        let ckpts = crate::spectra::record::step_checkpoints(out);
-        Some(SpectraRecorder::resume(&dir.spectra_path(), &config, &trainer.data, &ckpts, trainer.step)?)
-    } else {
-        Some(SpectraRecorder::create(&dir.spectra_path(), &config, &trainer.data)?)
-    };
     let analysis_wanted = config.spectra.enabled && (config.spectra.sharpness || config.spectra.ntk);
 
     let total = config.train.steps;
     let checkpoint_steps: BTreeSet<u64> = log_spaced_steps(total, config.checkpoint.per_decade).into_iter().collect();
     let is_log = |t: u64| t.is_multiple_of(config.train.log_every) || t == total || checkpoint_steps.contains(&t);
+    let is_eval = |t: u64| match config.train.eval_every {
+        0 => is_log(t),
+        k => t.is_multiple_of(k) || t == total || checkpoint_steps.contains(&t),
+    };
 
     let mut summary = Summary {
         status: RunStatus::Running,
@@ -354,6 +312,7 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         initial_loss,
         final_train_loss: None,
         final_test_loss: None,
+        final_test_accuracy: None,
         diverged_at_step: None,
         last_finite_loss: None,
         duration_s: elapsed_before,
@@ -361,15 +320,22 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         resumed_from_step: resumed_from,
         spectra_s: 0.0,
     };
-    write_summary(&dir, &summary)?;
+    dir.write_summary(&summary)?;
 
-    let bar = progress_bar(total, trainer.step, opts.quiet);
+    let mut bar = crate::progress::bar(total, opts.quiet, "train");
+    bar.start_at(trainer.step);
     let start = Instant::now();
     let start_step = trainer.step;
     let elapsed = |start: &Instant| elapsed_before + start.elapsed().as_secs_f64();
+    let write_row = |metrics: &mut std::fs::File, row: String| {
+        metrics.write_all(row.as_bytes()).map_err(|e| Error::io("write", &dir.metrics_path(), e))
+    };
     loop {
         let t = trainer.step;
         if INTERRUPTED.load(Ordering::SeqCst) {
+            if let Some(rec) = spectra.as_mut() {
+                rec.flush()?;
+            }
             trainer.to_checkpoint(elapsed(&start), initial_loss.unwrap_or(f64::NAN)).save(&dir.latest_path())?;
             summary.status = RunStatus::Interrupted;
             break;
@@ -380,14 +346,21 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         summary.initial_loss = Some(reference);
         let diverged = !loss.is_finite() || loss > config.train.divergence_factor * reference.max(f64::MIN_POSITIVE);
         if is_log(t) || diverged {
-            let test = if diverged { None } else { trainer.test_loss() };
-            let mut row = format!("{t},{},{},{}", fmt_opt(Some(loss)), fmt_opt(test), fmt_opt(Some(g.norm())));
+            let test = if diverged || !is_eval(t) { None } else { trainer.evaluate_test() };
+            let mut row = format!("{t},{},{}", fmt_opt(Some(loss)), fmt_opt(test.map(|e| e.loss)));
+            if classification {
+                row.push_str(&format!(",{},{}", fmt_opt(g.accuracy), fmt_opt(test.and_then(|e| e.accuracy))));
+            }
+            row.push_str(&format!(",{}", fmt_opt(Some(g.norm()))));
             for k in &kinds {
                 row.push_str(&format!(",{}", fmt_opt(trainer.learning_rate_of(*k))));
             }
             row.push_str(&format!(",{:.3}\n", elapsed(&start)));
-            metrics.write_all(row.as_bytes()).map_err(|e| Error::io("write", &dir.metrics_path(), e))?;
-            summary.final_test_loss = test.or(summary.final_test_loss);
+            write_row(&mut metrics, row)?;
+            if let Some(e) = test {
+                summary.final_test_loss = Some(e.loss);
+                summary.final_test_accuracy = e.accuracy.or(summary.final_test_accuracy);
+            }
         }
         if diverged {
             summary.status = RunStatus::Diverged;
@@ -396,30 +369,25 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         }
         summary.last_finite_loss = Some(loss);
         summary.final_train_loss = Some(loss);
-        if checkpoint_steps.contains(&t) {
-            let ckpt = trainer.to_checkpoint(elapsed(&start), reference);
-            ckpt.save(&dir.checkpoint_path(t))?;
+        let is_checkpoint = checkpoint_steps.contains(&t);
+        let is_latest = config.checkpoint.latest_every > 0 && t > 0 && t.is_multiple_of(config.checkpoint.latest_every);
+        if is_checkpoint || is_latest {
+            // Every snapshot before this checkpoint reaches the disk first.
             if let Some(rec) = spectra.as_mut() {
+                rec.flush()?;
+            }
+            let ckpt = trainer.to_checkpoint(elapsed(&start), reference);
+            ckpt.save(&if is_checkpoint { dir.checkpoint_path(t) } else { dir.latest_path() })?;
+            if is_checkpoint && let Some(rec) = spectra.as_mut() {
                 rec.record(t, &ckpt.tensors)?;
             }
-        } else if config.checkpoint.latest_every > 0 && t > 0 && t.is_multiple_of(config.checkpoint.latest_every) {
-            trainer.to_checkpoint(elapsed(&start), reference).save(&dir.latest_path())?;
         }
         let every = config.spectra.analysis_every;
-        if analysis_wanted && (checkpoint_steps.contains(&t) || (every > 0 && t.is_multiple_of(every))) {
+        if analysis_wanted && (is_checkpoint || (every > 0 && t.is_multiple_of(every))) {
             let t0 = Instant::now();
-            let c = trainer.curvature();
-            let lr = config.optimizer.lr * crate::train::schedule_factor(&config.optimizer, t, total);
-            let row = AnalysisRow {
-                step: t,
-                sharpness: c.sharpness,
-                lr_sharpness: c.lr_sharpness,
-                ntk_top: c.ntk_top,
-                lr_ntk_top: c.lr_ntk_top,
-                learning_rate: lr,
-            };
+            let row = analysis_row(&trainer);
             if let Some(rec) = spectra.as_mut() {
-                rec.record_analysis(&row, t0.elapsed().as_secs_f64())?;
+                rec.record_analysis(row, t0.elapsed().as_secs_f64());
             }
         }
         if t >= total {
@@ -430,34 +398,70 @@ pub fn train<B: Kernels>(config: RunConfig, out: &Path, opts: &TrainOptions, dev
         bar.inc(1);
         bar.set_message(format!("loss {loss:.4e}"));
     }
-    bar.finish_and_clear();
-    if let Some(rec) = &spectra {
+    bar.finish();
+    if let Some(rec) = spectra.as_mut() {
+        rec.flush()?;
         summary.spectra_s = rec.seconds;
-        if summary.status == RunStatus::Completed {
-            crate::spectra::record::write_csv(&rec.path, out)?;
-            crate::report::spectra::plot_run(out)?;
-        }
+        crate::spectra::record::write_csv(&rec.data, &dir.root)?;
     }
     summary.steps_completed = trainer.step;
     summary.duration_s = elapsed(&start);
     let done = trainer.step.saturating_sub(start_step) as f64;
     summary.steps_per_s = done / start.elapsed().as_secs_f64().max(1e-9);
-    write_summary(&dir, &summary)?;
+    dir.write_summary(&summary)?;
+    drop(lock);
     Ok(summary)
 }
 
-fn progress_bar(total: u64, pos: u64, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
+/// Recompute `spectra.h5` (and its CSV) of a run from its step checkpoints, on any backend,
+/// with the curvature at every checkpoint. Idempotent; takes the run's lock; validates every
+/// checkpoint before it replaces the old file (a corrupt or foreign one is an error naming it).
+pub struct RecomputeSpectra {
+    pub run: std::path::PathBuf,
+    pub quiet: bool,
+}
+
+impl crate::backend::BackendJob for RecomputeSpectra {
+    type Output = (std::path::PathBuf, usize);
+
+    fn run<A: crate::backend::ComputeBackend>(self, device: A::Device) -> Result<Self::Output> {
+        let dir = RunDir::new(&self.run);
+        let config = dir.read_config()?;
+        let ckpts = dir.step_checkpoints();
+        if ckpts.is_empty() {
+            return Err(Error::run_dir(
+                &self.run,
+                "has no step checkpoints (checkpoints/step-*.safetensors)",
+                "train it first (`specdyn train CONFIG --out DIR`)",
+            ));
+        }
+        let mut lock = dir.lock()?;
+        let data = crate::data::Dataset::from_config(&config)?;
+        let network = crate::model::Network::from_config(&config, data.shape)?;
+        let mut rec = SpectraRecorder::new(&dir.spectra_path(), &config, &network.params(), data.teacher.as_ref());
+        let mut bar = crate::progress::bar(ckpts.len() as u64, self.quiet, "spectra");
+        let analysis = config.spectra.sharpness || config.spectra.ntk;
+        for (_, p) in &ckpts {
+            let ckpt = crate::rundir::load_own(p, &config)?;
+            rec.record(ckpt.step, &ckpt.tensors)?;
+            if analysis {
+                let t0 = Instant::now();
+                let trainer = Trainer::<A::InnerBackend>::from_checkpoint_with_data(
+                    config.clone(),
+                    data.clone(),
+                    &ckpt,
+                    p,
+                    device.clone(),
+                )?;
+                rec.record_analysis(analysis_row(&trainer), t0.elapsed().as_secs_f64());
+            }
+            bar.inc(1);
+        }
+        bar.finish();
+        lock.announce("spectra")?;
+        dir.clean_temp_files(&lock);
+        rec.flush()?;
+        crate::spectra::record::write_csv(&rec.data, &self.run)?;
+        Ok((rec.path, ckpts.len()))
     }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30.cyan/blue}] step {pos}/{len} {msg} {per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_position(pos);
-    bar
 }

@@ -1,16 +1,17 @@
 //! The training state of one run and the step that advances it.
 //!
-//! Training needs no autodiff graph: the MLP's gradients come from explicit back-propagation
-//! through the backend's [`Kernels`] (checked against burn's autodiff in `tests/gradients.rs`),
-//! so a step is a forward pass, a backward pass and one in-place update per parameter.
+//! Training needs no autodiff graph: gradients come from explicit back-propagation through the
+//! backend's [`Kernels`] (checked against burn's autodiff in `tests/gradients.rs`), so a step
+//! is a forward pass, a backward pass and one in-place update per parameter.
 
 use super::optim::{Optimizer, ParamState, schedule_factor};
 use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::config::RunConfig;
-use crate::data::{Batch, Dataset, HostData, TrainSet};
+use crate::data::{Batch, Dataset, HostData, Samples, TrainSet};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
-use crate::model::{LayerKind, Mlp, MlpSpec, scalar, tensor_to_vec};
+use crate::model::{LayerKind, Loss, Model, Network, accuracy, scalar, tensor_to_vec};
+use crate::resources::MemoryEstimate;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 /// Half the squared error, summed over outputs and averaged over the batch:
@@ -22,8 +23,11 @@ pub fn mse_loss<B: Backend>(f: Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<B, 1> {
 
 /// Loss and gradients of one step.
 pub struct StepGradients<B: Backend> {
+    /// The batch loss, read back from the device.
     pub loss: f64,
-    /// One gradient per parameter, in [`MlpSpec::params`] order.
+    /// Accuracy on the batch (classification data).
+    pub accuracy: Option<f64>,
+    /// One gradient per parameter, in [`Network::params`] order.
     pub grads: Vec<Tensor<B, 2>>,
 }
 
@@ -34,14 +38,24 @@ impl<B: Backend> StepGradients<B> {
     }
 }
 
+/// Loss (and accuracy, for classification) on a set of samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: Option<f64>,
+}
+
 /// Inputs and targets as tensors.
 type Pair<B> = (Tensor<B, 2>, Tensor<B, 2>);
+
+/// Samples evaluated per forward pass when a set is evaluated in chunks.
+const EVAL_CHUNK: usize = 500;
 
 /// Model, optimizer and data of one run, at some step.
 pub struct Trainer<B: Kernels> {
     pub config: RunConfig,
     pub data: Dataset,
-    pub model: Mlp<B>,
+    pub model: Model<B>,
     pub optimizer: Optimizer<B>,
     /// Number of updates applied so far.
     pub step: u64,
@@ -50,34 +64,90 @@ pub struct Trainer<B: Kernels> {
     test: Option<Pair<B>>,
 }
 
+/// Memory a run of `network` on `data` needs beyond the data itself: weights, optimizer state,
+/// activations of one batch, spectra work space and the NTK matrix.
+pub fn memory_estimate(config: &RunConfig, network: &Network, data: &Dataset) -> MemoryEstimate {
+    let params: f64 = network.params().iter().map(|p| p.numel() as f64).sum();
+    let mut e = MemoryEstimate::default();
+    e.add("weights", params, 4.0);
+    e.add("gradients", params, 4.0);
+    let state = match config.optimizer.kind {
+        crate::config::OptimizerKind::Adam => 2.0,
+        crate::config::OptimizerKind::Sgd if config.optimizer.momentum > 0.0 => 1.0,
+        _ => 0.0,
+    };
+    e.add("optimizer state", params * state, 4.0);
+    let batch = match config.train.batch_size {
+        0 => data.train_size().unwrap_or(0),
+        b => b,
+    };
+    e.add("activations", network.activation_floats(batch), 4.0);
+    if config.spectra.enabled {
+        // W(0) of every matrix in f64, plus the largest matrix's copy and Gram matrix.
+        let largest = network
+            .params()
+            .iter()
+            .filter_map(|p| p.matrix_shape())
+            .fold(0.0f64, |m, (r, c)| m.max((r * c) as f64 * 3.0 + (r.min(c) as f64).powi(2) * 2.0));
+        e.add("spectra", params + largest, 8.0);
+        if config.spectra.ntk {
+            let side = (batch * network.output_dim()).min(4096) as f64;
+            e.add("NTK", side * side, 8.0);
+        }
+    }
+    e
+}
+
 impl<B: Kernels> Trainer<B> {
     /// A fresh run at step 0.
     pub fn new(config: RunConfig, device: B::Device) -> Result<Self> {
         let data = Dataset::from_config(&config)?;
-        let spec = MlpSpec::from_config(&config, data.input_dim, data.output_dim);
-        let model = Mlp::init(spec, config.seed, &device);
+        Self::with_data(config, data, device)
+    }
+
+    /// A fresh run at step 0 on data already built.
+    pub fn with_data(config: RunConfig, data: Dataset, device: B::Device) -> Result<Self> {
+        let network = Self::network(&config, &data)?;
+        let model = Model::init(network, config.seed, &device);
         let optimizer = Optimizer::new(config.optimizer.clone(), model.params.len());
         Ok(Self::assemble(config, data, model, optimizer, 0, device))
+    }
+
+    /// The network of `config` for `data`, after checking that the run fits in memory.
+    fn network(config: &RunConfig, data: &Dataset) -> Result<Network> {
+        let network = Network::from_config(config, data.shape)?;
+        let mut needed = memory_estimate(config, &network, data);
+        needed.parts.extend(crate::data::memory_estimate(config).parts);
+        needed.check("this run", "lower model.width, model.depth, train.batch_size or the data size")?;
+        Ok(network)
     }
 
     fn assemble(
         config: RunConfig,
         data: Dataset,
-        model: Mlp<B>,
+        model: Model<B>,
         optimizer: Optimizer<B>,
         step: u64,
         device: B::Device,
     ) -> Self {
-        let full_batch = match &data.train {
-            TrainSet::Fixed(h) => Some(h.to_tensors::<B>(&device)),
-            TrainSet::Online => None,
+        // A fixed batch that never changes is uploaded once (stays on the device).
+        let full_batch = match (&data.train, data.batch(0, config.train.batch_size, config.seed)) {
+            (TrainSet::Fixed(s), Batch::Full) => Some(s.all().to_tensors::<B>(&device)),
+            _ => None,
         };
-        let test = data.test.as_ref().map(|h| h.to_tensors::<B>(&device));
+        let test = match &data.test {
+            Some(Samples::Host(h)) if h.n <= 4 * EVAL_CHUNK => Some(h.to_tensors::<B>(&device)),
+            _ => None,
+        };
         Trainer { config, data, model, optimizer, step, device, full_batch, test }
     }
 
     pub fn device(&self) -> &B::Device {
         &self.device
+    }
+
+    pub fn loss_kind(&self) -> Loss {
+        self.config.train.loss
     }
 
     /// The batch the current step trains on, as tensors.
@@ -92,8 +162,10 @@ impl<B: Kernels> Trainer<B> {
     /// Loss and gradients at the current parameters on the current step's batch.
     pub fn gradients(&self) -> StepGradients<B> {
         let (x, y) = self.batch();
-        let (loss, grads) = self.model.gradients(x, y);
-        StepGradients { loss, grads }
+        let (loss, f, grads) = self.model.gradients(x, y.clone(), self.loss_kind());
+        let accuracy =
+            self.data.classification.then(|| accuracy(&tensor_to_vec(f), &tensor_to_vec(y), self.data.output_dim()));
+        StepGradients { loss: scalar(loss), accuracy, grads }
     }
 
     /// The learning rate of every parameter at the current step.
@@ -131,6 +203,7 @@ impl<B: Kernels> Trainer<B> {
             &self.model,
             &x,
             &y,
+            self.loss_kind(),
             &self.learning_rates(),
             sp.lanczos_steps,
             sp.sharpness,
@@ -138,27 +211,52 @@ impl<B: Kernels> Trainer<B> {
         )
     }
 
+    /// Loss (and accuracy) on the held-out test set, if there is one.
+    pub fn evaluate_test(&self) -> Option<Evaluation> {
+        if let Some((x, y)) = &self.test {
+            let f = self.model.forward(x.clone());
+            return Some(self.evaluation(&f, y));
+        }
+        self.data.test.as_ref().map(|s| self.evaluate(s))
+    }
+
     /// Loss on the held-out test set, if there is one.
     pub fn test_loss(&self) -> Option<f64> {
-        self.test.as_ref().map(|(x, y)| scalar(mse_loss(self.model.forward(x.clone()), y.clone())))
+        self.evaluate_test().map(|e| e.loss)
+    }
+
+    fn evaluation(&self, f: &Tensor<B, 2>, y: &Tensor<B, 2>) -> Evaluation {
+        let loss = scalar(self.loss_kind().value(f, y));
+        let accuracy = self
+            .data
+            .classification
+            .then(|| accuracy(&tensor_to_vec(f.clone()), &tensor_to_vec(y.clone()), self.data.output_dim()));
+        Evaluation { loss, accuracy }
+    }
+
+    /// Loss and accuracy on a set of samples, in chunks (averaged over samples).
+    pub fn evaluate(&self, samples: &Samples) -> Evaluation {
+        let n = samples.len();
+        let (mut loss, mut acc) = (0.0, 0.0);
+        for start in (0..n).step_by(EVAL_CHUNK) {
+            let idx: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
+            let (x, y) = samples.rows(&idx, None).to_tensors::<B>(&self.device);
+            let e = self.evaluation(&self.model.forward(x), &y);
+            loss += e.loss * idx.len() as f64;
+            acc += e.accuracy.unwrap_or(0.0) * idx.len() as f64;
+        }
+        let n = n.max(1) as f64;
+        Evaluation { loss: loss / n, accuracy: self.data.classification.then_some(acc / n) }
     }
 
     /// Loss of the current parameters on arbitrary host data.
     pub fn loss_on(&self, data: &HostData) -> f64 {
-        let (x, y) = data.to_tensors::<B>(&self.device);
-        scalar(mse_loss(self.model.forward(x), y))
+        self.evaluate(&Samples::Host(data.clone())).loss
     }
 
     /// Snapshot for a checkpoint (weights and optimizer state in export layout).
     pub fn to_checkpoint(&self, elapsed_s: f64, initial_loss: f64) -> Checkpoint {
-        let mut tensors = Vec::new();
-        for (info, t) in self.model.info.iter().zip(&self.model.params) {
-            tensors.push(NamedTensor {
-                name: info.name.clone(),
-                shape: info.export_shape(),
-                data: info.to_export(&tensor_to_vec(t.clone())),
-            });
-        }
+        let mut tensors = self.model.export();
         for (info, state) in self.model.info.iter().zip(&self.optimizer.state) {
             let mut push = |kind: &str, t: &Tensor<B, 2>| {
                 tensors.push(NamedTensor {
@@ -183,6 +281,7 @@ impl<B: Kernels> Trainer<B> {
             elapsed_s,
             initial_loss,
             optimizer_steps: self.optimizer.steps,
+            fingerprint: self.config.fingerprint(),
             tensors,
         }
     }
@@ -195,8 +294,19 @@ impl<B: Kernels> Trainer<B> {
         device: B::Device,
     ) -> Result<Self> {
         let data = Dataset::from_config(&config)?;
-        let spec = MlpSpec::from_config(&config, data.input_dim, data.output_dim);
-        let info = spec.params();
+        Self::from_checkpoint_with_data(config, data, ckpt, path, device)
+    }
+
+    /// [`Trainer::from_checkpoint`] on data already built.
+    pub fn from_checkpoint_with_data(
+        config: RunConfig,
+        data: Dataset,
+        ckpt: &Checkpoint,
+        path: &std::path::Path,
+        device: B::Device,
+    ) -> Result<Self> {
+        let network = Self::network(&config, &data)?;
+        let info = network.params();
         let read = |name: &str, want: &[usize]| -> Result<&NamedTensor> {
             let t = ckpt.tensor(name).ok_or_else(|| {
                 Error::checkpoint(
@@ -218,7 +328,7 @@ impl<B: Kernels> Trainer<B> {
         for p in &info {
             host.push(p.from_export(&read(&p.name, &p.export_shape())?.data));
         }
-        let model = Mlp::from_host(spec, host, &device);
+        let model = Model::from_host(network, host, &device);
         let mut optimizer = Optimizer::new(config.optimizer.clone(), info.len());
         optimizer.steps = ckpt.optimizer_steps;
         for (i, p) in info.iter().enumerate() {
@@ -249,6 +359,13 @@ impl<B: Kernels> Trainer<B> {
                     "has no optimizer state for '{}' although {} updates were taken",
                     info[i].name, ckpt.optimizer_steps
                 ),
+                "the checkpoint was written with another optimizer; resume with the config it was made with",
+            ));
+        }
+        if !stateful && let Some(i) = optimizer.state.iter().position(|s| !matches!(s, ParamState::Empty)) {
+            return Err(Error::checkpoint(
+                path,
+                format!("holds optimizer state for '{}' but this run uses plain SGD", info[i].name),
                 "the checkpoint was written with another optimizer; resume with the config it was made with",
             ));
         }
