@@ -363,3 +363,96 @@ pub fn bench_dmft(
         loss: sol.loss(),
     })
 }
+
+/// What to time in `specdyn bench resnet`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ResNetBench {
+    /// Channels N.
+    #[arg(long, default_value_t = 32)]
+    pub width: usize,
+    /// Residual blocks.
+    #[arg(long, default_value_t = 2)]
+    pub blocks: usize,
+    /// Images per step (32 × 32 × 3).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: u64,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+}
+
+/// One ResNet timing (a JSON line).
+#[derive(Clone, Debug, Serialize)]
+pub struct ResNetBenchResult {
+    pub framework: String,
+    pub device: String,
+    pub width: usize,
+    pub blocks: usize,
+    pub batch: usize,
+    pub threads: usize,
+    pub ms_per_step: f64,
+    pub images_per_s: f64,
+}
+
+pub struct ResNetBenchJob {
+    pub bench: ResNetBench,
+    pub device_name: String,
+}
+
+impl BackendJob for ResNetBenchJob {
+    type Output = ResNetBenchResult;
+
+    /// One SGD step (forward, backward, update) of the μP ResNet of `configs/cifar-resnet.toml`
+    /// (ReLU, no normalization, branch scale 1/√depth, MSE to one-hot targets) on a fixed batch
+    /// of Gaussian images, as `scripts/bench_resnet.py` does in PyTorch.
+    fn run<B: ComputeBackend>(self, device: B::Device) -> Result<ResNetBenchResult> {
+        use crate::model::{Loss, Model, ResNetSpec, ResidualScale, scalar};
+        use burn::tensor::{Tensor, TensorData};
+        let b = &self.bench;
+        let mut cfg = RunConfig::default();
+        cfg.model.kind = crate::config::ModelKind::Resnet;
+        cfg.model.width = b.width;
+        cfg.model.depth = b.blocks;
+        cfg.model.activation = Activation::Relu;
+        cfg.model.residual_scale = ResidualScale::InvSqrtDepth;
+        let spec = ResNetSpec::from_config(&cfg, [3, 32, 32], 10);
+        let mut need = crate::train::memory_estimate_for(&cfg, &spec.clone().into(), b.batch);
+        need.add("images", (b.batch * 3072) as f64, 4.0);
+        need.check("this benchmark", "lower --width or --batch")?;
+        let mut model = Model::<B::InnerBackend>::init(spec, 0, &device);
+        let x: Vec<f32> =
+            crate::rng::normals(&mut crate::rng::stream(0, crate::rng::Purpose::Analysis, 1), b.batch * 3072)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+        let y: Vec<f32> = (0..b.batch * 10).map(|i| f32::from(u8::from(i % 10 == (i / 10) % 10))).collect();
+        let x = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(x, [b.batch, 3072]), &device);
+        let y = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(y, [b.batch, 10]), &device);
+        let mut opt = crate::train::Optimizer::<B::InnerBackend>::new(cfg.optimizer.clone(), model.params.len());
+        let lrs: Vec<f64> = model.info.iter().map(|p| 1e-3 * p.rule.lr_scale).collect();
+        let mut times = Vec::new();
+        for i in 0..(b.steps + b.warmup) {
+            let t0 = Instant::now();
+            let (loss, _, grads) = model.gradients(x.clone(), y.clone(), Loss::Mse);
+            opt.step(&mut model.params, grads, &lrs);
+            std::hint::black_box(scalar(loss));
+            if i >= b.warmup {
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let ms = times.iter().sum::<f64>() / times.len().max(1) as f64;
+        Ok(ResNetBenchResult {
+            framework: "specdyn".into(),
+            device: self.device_name,
+            width: b.width,
+            blocks: b.blocks,
+            batch: b.batch,
+            threads: rayon::current_num_threads(),
+            ms_per_step: ms,
+            images_per_s: b.batch as f64 / (ms / 1e3),
+        })
+    }
+}

@@ -109,6 +109,27 @@ impl CoordConfig {
     }
 }
 
+impl CoordConfig {
+    /// Refuse, before anything runs, a width whose network does not fit in memory.
+    pub fn check_memory(&self) -> Result<()> {
+        let data = crate::data::memory_estimate(&self.base);
+        for &width in &self.coord.widths {
+            let mut cfg = self.base.clone();
+            cfg.model.width = width;
+            let shape = crate::model::DataShape {
+                input_dim: cfg.data.input_dim,
+                image: (cfg.data.kind == crate::config::DataKind::Cifar10).then_some(crate::data::cifar::SHAPE),
+                outputs: cfg.output_dim(),
+            };
+            let network = crate::model::Network::from_config(&cfg, shape)?;
+            let mut need = crate::train::memory_estimate_for(&cfg, &network, cfg.data.train_size);
+            need.parts.extend(data.parts.clone());
+            need.check(&format!("the coord check at width {width}"), "remove the widest widths from [coord] widths")?;
+        }
+        Ok(())
+    }
+}
+
 /// One measurement.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CoordRecord {

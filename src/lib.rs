@@ -21,12 +21,11 @@
 //! | report | [`report`] | PNG/SVG figures |
 //!
 //! [`backend`] is the one place that names burn backends, [`kernels`] the backend extension
-//! with the hot operations of training; [`cli`] is the command line.
+//! with the hot operations of training. The command line lives in the binary (`src/cli/`).
 
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod coord;

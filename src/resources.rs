@@ -29,6 +29,8 @@ impl MemoryEstimate {
     pub fn breakdown(&self) -> String {
         let mut parts = self.parts.clone();
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let total = self.total();
+        parts.retain(|(_, b)| *b >= 0.01 * total);
         parts.iter().map(|(n, b)| format!("{n} {}", crate::error::gib(*b))).collect::<Vec<_>>().join(", ")
     }
 

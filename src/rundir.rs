@@ -319,6 +319,25 @@ impl RunDir {
     }
 }
 
+/// Check that `out` can receive the files of command `what` (coord-check, theory, compare,
+/// spectra --weights): not an existing file, and not a training run's directory, whose own
+/// files (config.toml, metrics.csv, spectra.h5, plots/) would be mixed or replaced.
+pub fn check_output_dir(out: &Path, what: &str) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::run_dir(out, "is a file, not a directory", format!("give `{what}` a directory for --out")));
+    }
+    if out.join("config.toml").exists() || out.join(LOCK_FILE).exists() {
+        return Err(Error::run_dir(
+            out,
+            "is a training run's directory",
+            format!(
+                "give `{what}` its own --out directory (e.g. a subdirectory); it would mix its files with the run's"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Load a checkpoint and check that it belongs to a run with `config` (same fingerprint).
 pub fn load_own(path: &Path, config: &RunConfig) -> Result<Checkpoint> {
     let ckpt = Checkpoint::load(path)?;

@@ -79,6 +79,17 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
     })
 }
 
+/// Memory of a DMFT solve: per layer six S × S order-parameter and kernel matrices and eight
+/// samples × S field arrays, S = P·(T + 1) super-indices.
+pub fn dmft_memory(problem: &MupProblem, opts: &DmftOptions) -> crate::resources::MemoryEstimate {
+    let s = problem.size() as f64;
+    let l = problem.depth as f64;
+    let mut e = crate::resources::MemoryEstimate::default();
+    e.add("order parameters", l * 6.0 * s * s, 8.0);
+    e.add("Monte-Carlo fields", l * 8.0 * opts.samples as f64 * s, 8.0);
+    e
+}
+
 /// Relative eigenvalue cutoff of the outlier compression (see `theory::weight_outliers`);
 /// `tests/theory_network.rs` measures its error against the full determinant (< 1e-6).
 pub const OUTLIER_TOL: f64 = 1e-8;
@@ -129,6 +140,10 @@ impl MupPrediction {
     /// Solve the DMFT for `cfg` and tabulate it; `progress(done, total)` is called per step.
     pub fn compute(cfg: &RunConfig, opts: &DmftOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
         let problem = mup_problem(cfg)?;
+        dmft_memory(&problem, opts).check(
+            "the DMFT solve",
+            "lower train.steps, data.train_size or --samples (memory grows like depth × (P·T)² and depth × samples × P·T)",
+        )?;
         let total = problem.times()
             * if problem.activation == crate::model::Activation::Linear && opts.exact_linear {
                 1

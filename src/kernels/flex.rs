@@ -6,7 +6,7 @@
 // not an error value, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
-use super::{AdamStep, Kernels, fastmath::tanh_f32, reference};
+use super::{AdamStep, Kernels, conv, fastmath::tanh_f32, reference};
 use crate::model::Activation;
 use burn::backend::Flex;
 use burn::backend::flex::{FlexTensor, Layout};
@@ -51,6 +51,23 @@ fn writable(t: Tensor<Flex, 2>) -> Result<FlexTensor, Tensor<Flex, 2>> {
     Ok(if exact { f } else { f.to_contiguous() })
 }
 
+/// A contiguous f32 view of a 4-D tensor; None for other dtypes.
+fn readable4(t: &Tensor<Flex, 4>) -> Option<FlexTensor> {
+    let f: FlexTensor = t.clone().into_primitive().tensor();
+    if f.dtype() != DType::F32 {
+        return None;
+    }
+    Some(if f.as_slice::<f32>().is_some() { f } else { f.to_contiguous() })
+}
+
+fn from_vec4(data: Vec<f32>, dims: [usize; 4]) -> Tensor<Flex, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::new(dims)),
+        DType::F32,
+    )))
+}
+
 fn slice(f: &FlexTensor) -> &[f32] {
     let n = f.layout().num_elements();
     &f.as_slice::<f32>().expect("readable() returns contiguous f32")[..n]
@@ -92,7 +109,35 @@ fn zip_update(
     Ok(from_flex(fp))
 }
 
+/// The shape of a 3×3 convolution of `x` by `w`, when both are f32 and fit together.
+fn conv_shape(x: &Tensor<Flex, 4>, w: &Tensor<Flex, 2>) -> Option<(conv::ConvShape, FlexTensor, FlexTensor)> {
+    let ([batch, c_in, height, width], [c_out, k]) = (x.dims(), w.dims());
+    if k != 9 * c_in {
+        return None;
+    }
+    Some((conv::ConvShape { batch, c_in, c_out, height, width }, readable4(x)?, readable(w)?))
+}
+
 impl Kernels for Flex {
+    fn conv3x3(x: &Tensor<Self, 4>, w: &Tensor<Self, 2>, alpha: f64) -> Tensor<Self, 4> {
+        let Some((s, fx, fw)) = conv_shape(x, w) else { return reference::conv3x3(x, w, alpha) };
+        from_vec4(conv::forward(slice(&fx), slice(&fw), s, alpha as f32), [s.batch, s.c_out, s.height, s.width])
+    }
+
+    fn conv3x3_backward(
+        x: &Tensor<Self, 4>,
+        w: &Tensor<Self, 2>,
+        delta: &Tensor<Self, 4>,
+        alpha: f64,
+        input_grad: bool,
+    ) -> (Option<Tensor<Self, 4>>, Tensor<Self, 2>) {
+        let (Some((s, fx, fw)), Some(fd)) = (conv_shape(x, w), readable4(delta)) else {
+            return reference::conv3x3_backward(x, w, delta, alpha, input_grad);
+        };
+        let (dx, dw) = conv::backward(slice(&fx), slice(&fw), slice(&fd), s, alpha as f32, input_grad);
+        (dx.map(|d| from_vec4(d, x.dims())), from_vec(dw, s.c_out, 9 * s.c_in))
+    }
+
     fn matmul(a: &Tensor<Self, 2>, b: &Tensor<Self, 2>, alpha: f64) -> Tensor<Self, 2> {
         gemm(a, b, alpha, false, false).unwrap_or_else(|| reference::matmul(a, b, alpha))
     }

@@ -9,6 +9,7 @@
 //! `tanh` with one scalar libm call per element on one thread: 17 ns/element). BENCHMARKS.md
 //! has the measurements. `tests/gradients.rs` checks the whole path against burn's autodiff.
 
+pub mod conv;
 mod fastmath;
 mod flex;
 

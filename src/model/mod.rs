@@ -217,6 +217,33 @@ impl Network {
         self.table().width
     }
 
+    /// Number of trainable floats, computed without listing the parameters (a depth of 10⁸
+    /// must be refused by the memory check, not materialized).
+    pub fn param_floats(&self) -> f64 {
+        match self {
+            Network::Mlp(s) => {
+                let (d, n, l, c) = (s.input_dim as f64, s.width as f64, s.depth as f64, s.output_dim as f64);
+                d * n + (l - 1.0) * n * n + n * c + if s.bias { l * n } else { 0.0 }
+            }
+            Network::ResNet(s) => {
+                let (n, c) = (s.width as f64, s.output_dim as f64);
+                let k2 = (resnet::KERNEL * resnet::KERNEL) as f64;
+                s.image[0] as f64 * k2 * n + 2.0 * s.blocks as f64 * k2 * n * n + n * c
+            }
+        }
+    }
+
+    /// (rows, cols) of the largest matrix the spectra analyse, without listing the parameters.
+    pub fn largest_matrix(&self) -> (usize, usize) {
+        match self {
+            Network::Mlp(s) => {
+                let shapes = [(s.width, s.input_dim), (s.width, s.width), (s.output_dim, s.width)];
+                shapes.into_iter().max_by_key(|(r, c)| r.saturating_mul(*c)).unwrap_or((0, 0))
+            }
+            Network::ResNet(s) => (s.width * resnet::KERNEL, s.width * resnet::KERNEL),
+        }
+    }
+
     /// Floats of activations kept for back-propagation of a batch of `batch` samples
     /// (an estimate for the memory check).
     pub fn activation_floats(&self, batch: usize) -> f64 {

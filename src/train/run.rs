@@ -203,6 +203,11 @@ fn prepare_resume<B: Kernels>(config: RunConfig, dir: RunDir, device: B::Device)
         ));
     }
     let data = crate::data::Dataset::from_config(&config)?;
+    // The whole chain: a damaged or foreign step checkpoint is reported now, before anything
+    // is written, even when this resume would not read it.
+    for (_, path) in dir.step_checkpoints() {
+        crate::rundir::load_own(&path, &config)?;
+    }
     let newest = dir.newest_checkpoint(&config)?;
     let (trainer, resumed_from, elapsed_before, initial_loss) = match newest {
         Some((path, ckpt)) => {

@@ -67,7 +67,12 @@ pub struct Trainer<B: Kernels> {
 /// Memory a run of `network` on `data` needs beyond the data itself: weights, optimizer state,
 /// activations of one batch, spectra work space and the NTK matrix.
 pub fn memory_estimate(config: &RunConfig, network: &Network, data: &Dataset) -> MemoryEstimate {
-    let params: f64 = network.params().iter().map(|p| p.numel() as f64).sum();
+    memory_estimate_for(config, network, data.train_size().unwrap_or(0))
+}
+
+/// [`memory_estimate`] for a training set of `train_size` samples (before the data exists).
+pub fn memory_estimate_for(config: &RunConfig, network: &Network, train_size: usize) -> MemoryEstimate {
+    let params = network.param_floats();
     let mut e = MemoryEstimate::default();
     e.add("weights", params, 4.0);
     e.add("gradients", params, 4.0);
@@ -78,17 +83,14 @@ pub fn memory_estimate(config: &RunConfig, network: &Network, data: &Dataset) ->
     };
     e.add("optimizer state", params * state, 4.0);
     let batch = match config.train.batch_size {
-        0 => data.train_size().unwrap_or(0),
+        0 => train_size,
         b => b,
     };
     e.add("activations", network.activation_floats(batch), 4.0);
     if config.spectra.enabled {
         // W(0) of every matrix in f64, plus the largest matrix's copy and Gram matrix.
-        let largest = network
-            .params()
-            .iter()
-            .filter_map(|p| p.matrix_shape())
-            .fold(0.0f64, |m, (r, c)| m.max((r * c) as f64 * 3.0 + (r.min(c) as f64).powi(2) * 2.0));
+        let (r, c) = network.largest_matrix();
+        let largest = (r as f64) * (c as f64) * 3.0 + (r.min(c) as f64).powi(2) * 2.0;
         e.add("spectra", params + largest, 8.0);
         if config.spectra.ntk {
             let side = (batch * network.output_dim()).min(4096) as f64;

@@ -1,13 +1,14 @@
-//! The command line: parse, build validated configs, call the library, report.
+//! The command line (the binary's side): clap types, argument checks, calls into the library,
+//! printing. The library knows no command line.
 
-use crate::backend::{BackendJob, ComputeBackend, Device, dispatch, set_threads};
-use crate::bench::{TrainBench, TrainBenchJob};
-use crate::config::RunConfig;
-use crate::coord::{CoordConfig, CoordJob, spreads, write_outputs};
-use crate::error::{Error, Result};
-use crate::rundir::{RunDir, RunStatus, Summary};
-use crate::train::{TrainOptions, install_interrupt_handler, train};
 use clap::{Args, Parser, Subcommand};
+use specdyn::backend::{BackendJob, ComputeBackend, Device, dispatch, set_threads};
+use specdyn::bench::{TrainBench, TrainBenchJob};
+use specdyn::config::RunConfig;
+use specdyn::coord::{CoordConfig, CoordJob, spreads, write_outputs};
+use specdyn::error::{Error, Result};
+use specdyn::rundir::{RunDir, RunStatus, Summary};
+use specdyn::train::{TrainOptions, install_interrupt_handler, train};
 use std::path::PathBuf;
 
 const ABOUT: &str = "Train μP / NTK / SP networks and watch the spectra of their weights evolve, next to DMFT theory.";
@@ -146,6 +147,12 @@ of bias-free single-output MLPs (μP or NTK).")]
     /// Print the effective config (defaults, a file, and --set overrides) as TOML.
     Config(ConfigArgs),
 
+    /// Check a dataset on disk (CIFAR-10: record counts, labels, classes, SHA-256).
+    Data {
+        #[command(subcommand)]
+        what: DataWhat,
+    },
+
     /// Time training steps (for BENCHMARKS.md; scripts/bench_train.py compares with PyTorch).
     Bench {
         #[command(subcommand)]
@@ -224,14 +231,14 @@ pub struct DmftArgs {
 }
 
 impl DmftArgs {
-    fn options(&self) -> Result<crate::theory::network::DmftOptions> {
+    fn options(&self) -> Result<specdyn::theory::network::DmftOptions> {
         if self.samples < 2 || self.response_samples == 0 || self.replicas == 0 {
             return Err(Error::config(
                 "--samples must be ≥ 2, --response-samples and --replicas ≥ 1",
                 "the defaults (2000, 200, 1) suit P ≈ 16, T ≈ 100",
             ));
         }
-        Ok(crate::theory::network::DmftOptions {
+        Ok(specdyn::theory::network::DmftOptions {
             samples: self.samples,
             response_samples: self.response_samples.min(self.samples),
             replicas: self.replicas,
@@ -277,8 +284,8 @@ pub struct SpectraArgs {
     /// How external weights are scaled (with --weights): `rms` divides by the matrix's own RMS
     /// entry (a shifted or reshaped bulk stays visible); `median` fits the median singular
     /// value to the MP median (hides a bulk shift).
-    #[arg(long, value_enum, default_value_t = crate::spectra::record::ExternalNormalization::Rms)]
-    pub normalize: crate::spectra::record::ExternalNormalization,
+    #[arg(long, value_enum, default_value_t = specdyn::spectra::record::ExternalNormalization::Rms)]
+    pub normalize: specdyn::spectra::record::ExternalNormalization,
     #[arg(long, short)]
     pub quiet: bool,
     #[command(flatten)]
@@ -395,6 +402,28 @@ Cost grows like (P·T)²·T·(response samples): P = 16, T = 80 takes ~20 s on 2
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DataWhat {
+    /// Check a CIFAR-10 binary directory and print how to get the full set.
+    #[command(long_about = "\
+Check a CIFAR-10 directory (data.dir of a config): data_batch_1.bin … data_batch_5.bin and
+test_batch.bin must each be a whole number of 3,073-byte records (1 label byte 0–9, 3,072
+pixel bytes). Prints every file's record count, class counts and SHA-256 (sha256sum format, so
+a download can be compared later with `sha256sum -c`), and says whether the directory holds
+the full set (10,000 records per file) or a subset. A truncated file or a bad label byte is
+an error naming the file and the byte offset.
+
+  specdyn data cifar10 --dir datasets/cifar-10-batches-bin
+
+The full set: see datasets/README.md (curl the official binary tarball, check its MD5
+c32a1d4ab5d03f1284b67883e8d87530, unpack).")]
+    Cifar10 {
+        /// Directory holding the .bin files.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BenchWhat {
     /// Seconds to compute every singular value of random matrices (scripts/bench_spectra.py
     /// compares with numpy).
@@ -436,6 +465,14 @@ pub enum BenchWhat {
         #[command(flatten)]
         dmft: DmftArgs,
     },
+    /// Images per second of one μP ResNet SGD step (prints one JSON line; scripts/bench_resnet.py
+    /// compares with PyTorch).
+    Resnet {
+        #[command(flatten)]
+        bench: specdyn::bench::ResNetBench,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Milliseconds per training step of a μP tanh MLP (prints one JSON line).
     Train {
         #[command(flatten)]
@@ -465,11 +502,12 @@ where
         Command::Theory { model } => cmd_theory(model),
         Command::Spectra(a) => cmd_spectra(a),
         Command::Plot { dir } => {
-            for f in crate::report::spectra::plot_run(&dir)? {
+            for f in specdyn::report::spectra::plot_run(&dir)? {
                 eprintln!("wrote {}", f.display());
             }
             Ok(0)
         }
+        Command::Data { what: DataWhat::Cifar10 { dir } } => cmd_data_cifar10(&dir),
         Command::Config(a) => {
             let cfg = match &a.config {
                 Some(p) => RunConfig::load(p, &a.overrides)?,
@@ -488,13 +526,20 @@ where
                         "e.g. --shapes 1024x1024,4096x1024",
                     ));
                 };
-                println!("{}", serde_json::to_string(&crate::bench::bench_svd(r, c)).unwrap_or_default());
+                if r == 0 || c == 0 {
+                    return Err(Error::config(format!("shape '{shape}' has a zero side"), "e.g. --shapes 1024x1024"));
+                }
+                let mut need = specdyn::resources::MemoryEstimate::default();
+                need.add("matrix (f32 and f64 copies)", (r * c) as f64, 12.0);
+                need.add("Gram matrix and eigensolver", (r.min(c) as f64).powi(2), 24.0);
+                need.check(&format!("a {r}×{c} benchmark"), "choose smaller --shapes")?;
+                println!("{}", serde_json::to_string(&specdyn::bench::bench_svd(r, c)).unwrap_or_default());
             }
             Ok(0)
         }
         Command::Bench { what: BenchWhat::Curvature { bench, device } } => {
             set_threads(device.threads);
-            let r = dispatch(device.device, device.gpu, crate::bench::CurvatureBenchJob { bench })?;
+            let r = dispatch(device.device, device.gpu, specdyn::bench::CurvatureBenchJob { bench })?;
             println!("{}", serde_json::to_string(&r).unwrap_or_default());
             Ok(0)
         }
@@ -502,7 +547,7 @@ where
             for s in steps {
                 println!(
                     "{}",
-                    serde_json::to_string(&crate::bench::bench_wigner(s.max(1), n.max(2))).unwrap_or_default()
+                    serde_json::to_string(&specdyn::bench::bench_wigner(s.max(1), n.max(2))).unwrap_or_default()
                 );
             }
             Ok(0)
@@ -512,8 +557,15 @@ where
             set_threads(dmft.threads);
             for t in steps {
                 let cfg = RunConfig::load(&config, &[format!("data.train_size={p}"), format!("train.steps={t}")])?;
-                println!("{}", serde_json::to_string(&crate::bench::bench_dmft(&cfg, &opts)?).unwrap_or_default());
+                println!("{}", serde_json::to_string(&specdyn::bench::bench_dmft(&cfg, &opts)?).unwrap_or_default());
             }
+            Ok(0)
+        }
+        Command::Bench { what: BenchWhat::Resnet { bench, device } } => {
+            set_threads(device.threads);
+            let job = specdyn::bench::ResNetBenchJob { bench, device_name: device.device.name().to_string() };
+            let r = dispatch(device.device, device.gpu, job)?;
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
             Ok(0)
         }
         Command::Bench { what: BenchWhat::Train { bench, device } } => {
@@ -580,7 +632,7 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
     };
     let summary = dispatch(a.device.device, a.device.gpu, TrainJob { config, out: out.clone(), options })?;
     if matches!(summary.status, RunStatus::Completed | RunStatus::Diverged) && out.join("spectra.h5").exists() {
-        crate::report::spectra::plot_run(&out)?;
+        specdyn::report::spectra::plot_run(&out)?;
     }
     report_summary(&summary, &out);
     Ok(match summary.status {
@@ -621,6 +673,8 @@ fn report_summary(s: &Summary, out: &std::path::Path) {
 
 fn cmd_coord(a: CoordArgs) -> Result<i32> {
     let config = CoordConfig::load(&a.config, &a.overrides)?;
+    specdyn::rundir::check_output_dir(&a.out, "specdyn coord-check")?;
+    config.check_memory()?;
     set_threads(a.device.threads);
     let settings = config.coord.clone();
     let records = dispatch(a.device.device, a.device.gpu, CoordJob { config, quiet: a.quiet })?;
@@ -651,11 +705,17 @@ fn check_theory(common: &TheoryCommon, values: &[(&str, f64)]) -> Result<()> {
     if common.simulate == Some(0) || common.seeds == 0 {
         return Err(Error::config("--simulate and --seeds must be at least 1", "e.g. --simulate 2000 --seeds 3"));
     }
+    if let Some(n) = common.simulate {
+        let mut need = specdyn::resources::MemoryEstimate::default();
+        need.add("simulated matrices and eigensolver", (n as f64).powi(2), 40.0);
+        need.check(&format!("a simulation at N = {n}"), "choose a smaller --simulate N (2000 is plenty)")?;
+    }
+    specdyn::rundir::check_output_dir(&common.out, "specdyn theory")?;
     Ok(())
 }
 
 fn cmd_theory(model: TheoryModel) -> Result<i32> {
-    use crate::report::theory as rep;
+    use specdyn::report::theory as rep;
     let files = match model {
         TheoryModel::Mp { aspect, common } => {
             check_theory(&common, &[("aspect", aspect)])?;
@@ -673,14 +733,15 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
         TheoryModel::Wigner { steps, gamma, eta, every, common } => {
             check_theory(&common, &[("gamma", gamma), ("eta", eta), ("steps", steps as f64)])?;
             set_threads(common.threads);
-            let model = crate::theory::EndogenousWigner { gamma, eta, init_variance: 1.0 };
+            let model = specdyn::theory::EndogenousWigner { gamma, eta, init_variance: 1.0 };
             rep::wigner(&model, steps, common.simulate, common.seeds, every, &common.out, common.quiet)?
         }
         TheoryModel::Mup { config, overrides, out, quiet, dmft } => {
-            let cfg = crate::config::RunConfig::load(&config, &overrides)?;
+            let cfg = specdyn::config::RunConfig::load(&config, &overrides)?;
             let opts = dmft.options()?;
+            specdyn::rundir::check_output_dir(&out, "specdyn theory mup")?;
             set_threads(dmft.threads);
-            crate::compare::theory_alone(&cfg, &opts, &out, quiet)?
+            specdyn::compare::theory_alone(&cfg, &opts, &out, quiet)?
         }
     };
     for f in files {
@@ -702,7 +763,10 @@ fn cmd_compare(a: CompareArgs) -> Result<i32> {
             ));
         }
     };
-    let (summary, files) = crate::compare::compare(&a.runs, &out, &opts, a.quiet)?;
+    if a.out.is_some() {
+        specdyn::rundir::check_output_dir(&out, "specdyn compare")?;
+    }
+    let (summary, files) = specdyn::compare::compare(&a.runs, &out, &opts, a.quiet)?;
     println!("{:>7} {:>6} {:>13} {:>14} {:>16}", "width", "seeds", "max loss gap", "min alignment", "max outlier gap");
     for s in &summary {
         let gap = if s.outlier_steps > 0 { format!("{:.2}%", 100.0 * s.max_outlier_gap) } else { "no outlier".into() };
@@ -725,7 +789,7 @@ fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
     set_threads(a.device.threads);
     let dir = match (&a.run, &a.weights) {
         (Some(run), None) => {
-            let job = crate::train::RecomputeSpectra { run: run.clone(), quiet: a.quiet };
+            let job = specdyn::train::RecomputeSpectra { run: run.clone(), quiet: a.quiet };
             let (path, n) = dispatch(a.device.device, a.device.gpu, job)?;
             eprintln!("wrote {} ({n} snapshots)", path.display());
             run.clone()
@@ -740,8 +804,9 @@ fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
             if a.top_k == 0 || a.margin.is_nan() || a.margin < 0.0 {
                 return Err(Error::config("--top-k must be ≥ 1 and --margin ≥ 0", "the defaults are 8 and 4"));
             }
-            let path = crate::spectra::record::external(w, &a.layers, a.top_k, a.margin, a.normalize, &out)?;
-            crate::spectra::record::write_csv(&crate::spectra::h5::read(&path)?, &out)?;
+            specdyn::rundir::check_output_dir(&out, "specdyn spectra --weights")?;
+            let path = specdyn::spectra::record::external(w, &a.layers, a.top_k, a.margin, a.normalize, &out)?;
+            specdyn::spectra::record::write_csv(&specdyn::spectra::h5::read(&path)?, &out)?;
             eprintln!("wrote {}", path.display());
             out
         }
@@ -752,7 +817,7 @@ fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
             ));
         }
     };
-    let data = crate::spectra::h5::read(&dir.join("spectra.h5"))?;
+    let data = specdyn::spectra::h5::read(&dir.join("spectra.h5"))?;
     let last = data.steps.len().saturating_sub(1);
     println!("{:<28} {:>11} {:>8} {:>9} {:>9}", "matrix", "shape", "edge", "top", "outliers");
     for m in &data.matrices {
@@ -765,8 +830,35 @@ fn cmd_spectra(a: SpectraArgs) -> Result<i32> {
             m.outlier_count.get(last).copied().unwrap_or(0)
         );
     }
-    for f in crate::report::spectra::plot_run(&dir)? {
+    for f in specdyn::report::spectra::plot_run(&dir)? {
         eprintln!("wrote {}", f.display());
+    }
+    Ok(0)
+}
+
+fn cmd_data_cifar10(dir: &std::path::Path) -> Result<i32> {
+    use specdyn::data::cifar;
+    let reports = cifar::check_dir(dir)?;
+    println!("{:<18} {:>8}  class counts (0–9)", "file", "records");
+    for r in &reports {
+        let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let counts: Vec<String> = r.class_counts.iter().map(|c| c.to_string()).collect();
+        println!("{name:<18} {:>8}  {}", r.records, counts.join(" "));
+    }
+    println!();
+    for r in &reports {
+        println!("{}  {}", r.sha256, r.path.display());
+    }
+    let train: usize = reports.iter().take(cifar::TRAIN_FILES.len()).map(|r| r.records).sum();
+    let test = reports.last().map_or(0, |r| r.records);
+    if reports.iter().all(|r| r.records == cifar::OFFICIAL_RECORDS) {
+        eprintln!("complete: {train} training and {test} test images, every file whole (the official set).");
+    } else {
+        eprintln!(
+            "a subset: {train} training and {test} test images (the official files hold {} records each). \
+             For the full set see datasets/README.md.",
+            cifar::OFFICIAL_RECORDS
+        );
     }
     Ok(0)
 }
