@@ -23,6 +23,7 @@
 //! [`backend`] is the one place that names burn backends, [`kernels`] the backend extension
 //! with the hot operations of training. The command line lives in the binary (`src/cli/`).
 
+pub mod array;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;

@@ -94,11 +94,20 @@ fn one_hot(batch: usize, classes: usize) -> Vec<f32> {
 #[test]
 fn resnet_backprop_matches_autodiff() {
     let cases = [
-        (Activation::Tanh, Norm::None, ResidualScale::One, Parameterization::Mup, Loss::Mse),
-        (Activation::Relu, Norm::Layer, ResidualScale::InvSqrtDepth, Parameterization::Ntk, Loss::CrossEntropy),
-        (Activation::Gelu, Norm::Group, ResidualScale::DepthMup, Parameterization::Sp, Loss::Mse),
+        (Activation::Tanh, Norm::None, ResidualScale::One, Parameterization::Mup, Loss::Mse, [3, 6, 7], 0),
+        (
+            Activation::Relu,
+            Norm::Layer,
+            ResidualScale::InvSqrtDepth,
+            Parameterization::Ntk,
+            Loss::CrossEntropy,
+            [3, 6, 7],
+            0,
+        ),
+        (Activation::Gelu, Norm::Group, ResidualScale::DepthMup, Parameterization::Sp, Loss::Mse, [3, 6, 7], 0),
+        (Activation::Relu, Norm::None, ResidualScale::InvSqrtDepth, Parameterization::Mup, Loss::Mse, [3, 8, 8], 1),
     ];
-    for (act, norm, residual, p, loss) in cases {
+    for (act, norm, residual, p, loss, image, downsample) in cases {
         let mut cfg = RunConfig::default();
         cfg.model.width = 8;
         cfg.model.depth = 2;
@@ -108,10 +117,12 @@ fn resnet_backprop_matches_autodiff() {
         cfg.model.residual_scale = residual;
         cfg.model.parameterization = p;
         cfg.model.gamma0 = 1.3;
+        cfg.model.downsample_every = downsample;
         let (batch, classes) = (5, 4);
-        let spec = ResNetSpec::from_config(&cfg, [3, 6, 7], classes);
+        let spec = ResNetSpec::from_config(&cfg, image, classes);
         let host = Model::<Flex>::init(spec.clone(), 3, &Default::default()).to_host();
-        let what = format!("ResNet {act:?} {norm:?} {residual:?} {p:?} {loss:?}");
-        compare(spec.into(), host, inputs(batch * 3 * 6 * 7, 1), one_hot(batch, classes), batch, loss, &what);
+        let what = format!("ResNet {act:?} {norm:?} {residual:?} {p:?} {loss:?} {image:?} pool every {downsample}");
+        let pixels = image.iter().product::<usize>();
+        compare(spec.into(), host, inputs(batch * pixels, 1), one_hot(batch, classes), batch, loss, &what);
     }
 }

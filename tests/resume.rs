@@ -290,3 +290,49 @@ fn sigkill_inside_spectra_writes_then_resume_is_bit_identical() {
 fn sigkill_inside_checkpoint_and_metrics_writes_then_resume_is_bit_identical() {
     kill_at_fault_point_then_resume("atomic-write", &[2, 7, 19]);
 }
+
+#[test]
+fn resnet_on_cifar_sigkill_then_resume_is_bit_identical() {
+    let data = std::path::Path::new("../shared/datasets/cifar10-subset");
+    assert!(data.join("data_batch_1.bin").exists(), "the CIFAR-10 subset is missing at {}", data.display());
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.toml");
+    let text = format!(
+        "seed = 2\n[model]\nkind = \"resnet\"\nwidth = 8\ndepth = 2\nactivation = \"relu\"\ndownsample_every = 1\n\
+         [data]\nkind = \"cifar10\"\ndir = \"{}\"\ntrain_size = 256\ntest_size = 64\naugment = true\n\
+         [optimizer]\nlr = 0.5\n[train]\nsteps = 60\nbatch_size = 16\nlog_every = 1\n\
+         [checkpoint]\nlatest_every = 7\n[spectra]\nntk = false\n",
+        std::fs::canonicalize(data).unwrap().display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let reference = reference_run(d.path(), &cfg);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as usize;
+    let kill_after = 5 + nanos % 45;
+    eprintln!("killing after {kill_after} metric rows");
+    let run = d.path().join("crashed");
+    let mut child = start(&cfg, &run);
+    assert!(wait_for_rows(&mut child, &run, kill_after), "run finished before the kill point");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = resume(&run);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let last = |r: &Path| Checkpoint::load(&r.join("checkpoints/step-00000060.safetensors")).unwrap();
+    assert_same_state_any(&last(&reference), &last(&run));
+    assert_eq!(metrics_without_time(&reference), metrics_without_time(&run));
+    assert_eq!(
+        std::fs::read_to_string(reference.join("spectra.csv")).unwrap(),
+        std::fs::read_to_string(run.join("spectra.csv")).unwrap()
+    );
+}
+
+/// Every tensor bit-identical (any optimizer).
+fn assert_same_state_any(a: &Checkpoint, b: &Checkpoint) {
+    assert_eq!(a.step, b.step);
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (x, y) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(x.name, y.name);
+        let bx: Vec<u32> = x.data.iter().map(|v| v.to_bits()).collect();
+        let by: Vec<u32> = y.data.iter().map(|v| v.to_bits()).collect();
+        assert!(bx == by, "tensor {} differs after resume", x.name);
+    }
+}

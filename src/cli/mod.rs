@@ -112,9 +112,26 @@ shift). Training runs record spectra at every checkpoint automatically ([spectra
     Spectra(SpectraArgs),
 
     /// Figures of a run or of external-weight spectra (PNG and SVG in DIR/plots/).
+    #[command(long_about = "\
+Figures of one run (PNG and SVG in RUN/plots/: loss, spectra density, outliers, curvature), or,
+given several runs (one config at several widths or seeds), the paper's Fig. 2 for one matrix:
+its singular-value density at up to four common snapshots with one histogram per width next to
+the MP law, and its top singular values vs step, one colour per width; plus
+widths-outliers.csv. The matrix defaults to blocks.0.conv2.weight (second conv of the first
+residual block) or layers.1.weight.
+
+  specdyn plot runs/fig1
+  specdyn plot runs/cifar/N32 runs/cifar/N64 runs/cifar/N128 --out results/fig2")]
     Plot {
-        /// A run directory, or the output directory of `specdyn spectra --weights`.
-        dir: PathBuf,
+        /// A run directory (or the output of `specdyn spectra --weights`), or several runs.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// With several runs: the matrix to compare (a tensor name, e.g. blocks.0.conv2.weight).
+        #[arg(long)]
+        matrix: Option<String>,
+        /// With several runs: the output directory.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
 
     /// Random-matrix and DMFT predictions next to finite-N simulations (tables, CSV, plots).
@@ -501,12 +518,7 @@ where
         Command::Compare(a) => cmd_compare(a),
         Command::Theory { model } => cmd_theory(model),
         Command::Spectra(a) => cmd_spectra(a),
-        Command::Plot { dir } => {
-            for f in specdyn::report::spectra::plot_run(&dir)? {
-                eprintln!("wrote {}", f.display());
-            }
-            Ok(0)
-        }
+        Command::Plot { dirs, matrix, out } => cmd_plot(&dirs, matrix.as_deref(), out.as_deref()),
         Command::Data { what: DataWhat::Cifar10 { dir } } => cmd_data_cifar10(&dir),
         Command::Config(a) => {
             let cfg = match &a.config {
@@ -859,6 +871,36 @@ fn cmd_data_cifar10(dir: &std::path::Path) -> Result<i32> {
              For the full set see datasets/README.md.",
             cifar::OFFICIAL_RECORDS
         );
+    }
+    Ok(0)
+}
+
+fn cmd_plot(dirs: &[PathBuf], matrix: Option<&str>, out: Option<&std::path::Path>) -> Result<i32> {
+    use specdyn::report::spectra as rep;
+    let files = match (dirs, out) {
+        ([one], None) if matrix.is_none() => rep::plot_run(one)?,
+        (_, Some(out)) => {
+            specdyn::rundir::check_output_dir(out, "specdyn plot")?;
+            let (name, series) = rep::read_width_series(dirs, matrix)?;
+            println!("{name}: top singular value by width (MP edge {:.4})", series[0].matrix.mp_edge());
+            println!("{:>7} {:>5} {:>8} {:>9} {:>9} {:>9}", "width", "seed", "step", "top 1", "top 2", "top 3");
+            for s in &series {
+                let t = s.steps.len() - 1;
+                let v = &s.matrix.top_values[t];
+                let get = |i: usize| v.get(i).map_or("-".to_string(), |x| format!("{x:.4}"));
+                println!("{:>7} {:>5} {:>8} {:>9} {:>9} {:>9}", s.width, s.seed, s.steps[t], get(0), get(1), get(2));
+            }
+            rep::across_widths(&series, &name, out)?
+        }
+        _ => {
+            return Err(Error::config(
+                "several runs (or --matrix) need --out DIR for the comparison",
+                "e.g. specdyn plot runs/N32 runs/N64 runs/N128 --out results/fig2",
+            ));
+        }
+    };
+    for f in files {
+        eprintln!("wrote {}", f.display());
     }
     Ok(0)
 }

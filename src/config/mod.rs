@@ -71,6 +71,9 @@ pub struct ModelConfig {
     pub group_channels: usize,
     /// ResNet: scale of each residual branch (`one`, `inv-sqrt-depth`, `depth-mup`).
     pub residual_scale: ResidualScale,
+    /// ResNet: halve the resolution with a 2×2 average pool after every this many blocks
+    /// (0: constant resolution).
+    pub downsample_every: usize,
 }
 
 impl Default for ModelConfig {
@@ -87,6 +90,7 @@ impl Default for ModelConfig {
             norm: Norm::None,
             group_channels: 8,
             residual_scale: ResidualScale::One,
+            downsample_every: 0,
         }
     }
 }
@@ -605,9 +609,9 @@ impl RunConfig {
         let m = &self.model;
         match m.kind {
             ModelKind::Mlp => {
-                if m.norm != Norm::None || m.residual_scale != ResidualScale::One {
+                if m.norm != Norm::None || m.residual_scale != ResidualScale::One || m.downsample_every != 0 {
                     return Err(Error::config(
-                        "model.norm and model.residual_scale apply to model.kind = \"resnet\"",
+                        "model.norm, model.residual_scale and model.downsample_every apply to model.kind = \"resnet\"",
                         "remove them, or set model.kind = \"resnet\"",
                     ));
                 }
@@ -629,6 +633,17 @@ impl RunConfig {
                     return Err(Error::config(
                         "model.bias is not supported by the ResNet (its convolutions have no biases)",
                         "set model.bias = false",
+                    ));
+                }
+                let pools = if m.downsample_every == 0 { 0 } else { m.depth / m.downsample_every };
+                let side = 32usize;
+                if pools > 0 && (pools >= usize::BITS as usize || side % (1usize << pools) != 0) {
+                    return Err(Error::config(
+                        format!(
+                            "model.downsample_every = {} with {} blocks halves the 32-pixel images {pools} times",
+                            m.downsample_every, m.depth
+                        ),
+                        "pool at most 5 times (e.g. downsample_every = 1 with depth ≤ 5), or 0 for constant resolution",
                     ));
                 }
                 if m.norm == Norm::Group && (m.group_channels == 0 || m.width % m.group_channels != 0) {

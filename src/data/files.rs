@@ -79,7 +79,7 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
     let body = &bytes[start + header_len..];
     let mut data = decode(descr, body, count)?;
     if fortran && shape.len() == 2 {
-        data = crate::model::transpose(&data, shape[1], shape[0]);
+        data = crate::array::transpose(&data, shape[1], shape[0]);
     } else if fortran && shape.len() > 2 {
         return Err("Fortran-ordered arrays of more than 2 dimensions are not supported".into());
     }

@@ -17,11 +17,21 @@ pub use teacher::{Teacher, hermite, hermite_series};
 
 use crate::config::{DataKind, RunConfig};
 use crate::error::{Error, Result};
-use crate::model::DataShape;
 use crate::resources::MemoryEstimate;
 use crate::rng::{Purpose, permutation, stream};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use std::path::PathBuf;
+
+/// The shape of the data a network is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataShape {
+    /// Features per sample (flattened; an image is channels × height × width).
+    pub input_dim: usize,
+    /// Images: [channels, height, width].
+    pub image: Option<[usize; 3]>,
+    /// Outputs C.
+    pub outputs: usize,
+}
 
 /// Samples on the host: inputs `[n, d]` and targets `[n, c]`, row-major.
 #[derive(Clone, Debug, PartialEq)]

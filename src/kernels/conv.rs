@@ -162,31 +162,37 @@ pub fn backward(
         dcols: vec![0f32; if input_grad { k * grid } else { 0 }],
         dw: vec![0f32; s.c_out * k],
     };
-    let add = |mut a: Vec<f32>, b: Vec<f32>| {
-        a.iter_mut().zip(b).for_each(|(p, q)| *p += q);
-        a
-    };
-    let zero = || vec![0f32; s.c_out * k];
+    // Fixed chunks of images, each accumulated in image order, summed in chunk order: the
+    // result does not depend on the thread count or on scheduling (exact resume needs that).
+    let chunk = s.batch.div_ceil(16).max(4);
     let mut dx = input_grad.then(|| vec![0f32; s.batch * s.c_in * pixels]);
-    let dw = match dx.as_mut() {
+    let partial: Vec<Vec<f32>> = match dx.as_mut() {
         Some(dx) => dx
-            .par_chunks_mut(s.c_in * pixels)
+            .par_chunks_mut(chunk * s.c_in * pixels)
             .enumerate()
-            .fold(buffers, |mut buf, (b, dxb)| {
-                work(b, Some(dxb), &mut buf);
-                buf
+            .map(|(ci, dxc)| {
+                let mut buf = buffers();
+                for (j, dxb) in dxc.chunks_mut(s.c_in * pixels).enumerate() {
+                    work(ci * chunk + j, Some(dxb), &mut buf);
+                }
+                buf.dw
             })
-            .map(|buf| buf.dw)
-            .reduce(zero, add),
-        None => (0..s.batch)
+            .collect(),
+        None => (0..s.batch.div_ceil(chunk))
             .into_par_iter()
-            .fold(buffers, |mut buf, b| {
-                work(b, None, &mut buf);
-                buf
+            .map(|ci| {
+                let mut buf = buffers();
+                for b in ci * chunk..((ci + 1) * chunk).min(s.batch) {
+                    work(b, None, &mut buf);
+                }
+                buf.dw
             })
-            .map(|buf| buf.dw)
-            .reduce(zero, add),
+            .collect(),
     };
+    let mut dw = vec![0f32; s.c_out * k];
+    for p in partial {
+        dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
     (dx, dw)
 }
 

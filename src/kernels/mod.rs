@@ -142,7 +142,19 @@ pub mod reference {
         derivative: bool,
     ) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
         let d = if derivative { activation_derivative(act, h.clone()) } else { None };
-        (act.apply(h), d)
+        (apply(act, h), d)
+    }
+
+    /// φ applied elementwise with burn tensor ops.
+    pub fn apply<B: Backend, const D: usize>(act: Activation, h: Tensor<B, D>) -> Tensor<B, D> {
+        use burn::tensor::activation;
+        match act {
+            Activation::Linear => h,
+            Activation::Tanh => h.tanh(),
+            Activation::Relu => activation::relu(h),
+            Activation::Gelu => activation::gelu(h),
+            Activation::Erf => h.erf(),
+        }
     }
 
     /// φ'(h) with burn tensor ops (`None` for the identity).

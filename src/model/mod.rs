@@ -13,35 +13,25 @@
 //! the tutorial, the ResNet through its convolutions), and `tests/gradients.rs` checks both
 //! against burn's autodiff.
 
-mod activation;
 mod loss;
 mod mlp;
 mod param;
 mod resnet;
 
-pub use activation::{Activation, erf};
+pub use crate::theory::activation::{Activation, erf};
 pub use loss::{Loss, accuracy};
 pub use mlp::{MlpSpec, Trace, jacobian_factors as mlp_jacobian_factors};
 pub use param::{LayerKind, LayerRule, ParamTable, Parameterization, UpdateRule};
 pub use resnet::{Norm, ResNetSpec, ResidualScale};
 
+use crate::array::transpose;
 use crate::config::RunConfig;
+pub use crate::data::DataShape;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::rng::{Purpose, normals, stream};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use std::sync::Arc;
-
-/// The shape of the data a network is built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DataShape {
-    /// Features per sample (flattened; an image is channels × height × width).
-    pub input_dim: usize,
-    /// Images: [channels, height, width].
-    pub image: Option<[usize; 3]>,
-    /// Outputs C.
-    pub outputs: usize,
-}
 
 /// A network architecture: what `model.kind` selects.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,22 +126,6 @@ impl ParamInfo {
     pub fn numel(&self) -> usize {
         self.shape[0] * self.shape[1]
     }
-}
-
-/// Row-major `[rows, cols]` → row-major `[cols, rows]`.
-pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; data.len()];
-    const BLOCK: usize = 64;
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for c in c0..(c0 + BLOCK).min(cols) {
-                    out[c * rows + r] = data[r * cols + c];
-                }
-            }
-        }
-    }
-    out
 }
 
 impl From<MlpSpec> for Network {
@@ -250,12 +224,7 @@ impl Network {
         let b = batch as f64;
         match self {
             Network::Mlp(s) => b * (s.input_dim as f64 + 3.0 * s.width as f64 * s.depth as f64 + s.output_dim as f64),
-            Network::ResNet(s) => {
-                let pixels = (s.image[1] * s.image[2]) as f64;
-                // Per block: input, two pre-activations, two activations, derivatives; plus
-                // padded copies inside the convolutions.
-                b * pixels * (s.image[0] as f64 + 8.0 * s.width as f64 * (s.blocks as f64 + 1.0))
-            }
+            Network::ResNet(s) => b * s.activation_floats_per_image(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The residual CNN of the paper's App. G.1: a 3×3 stem convolution, `depth` residual blocks
-//! of two 3×3 convolutions at constant width N (channels) and constant resolution, global
-//! average pooling and a linear readout. No BatchNorm (it couples the samples of a batch and
-//! breaks the μP/DMFT picture); optionally a parameter-free LayerNorm or GroupNorm.
+//! of two 3×3 convolutions at constant width N (channels), global average pooling and a
+//! linear readout. The resolution is constant, or halved by a 2×2 average pool after every
+//! `downsample_every` blocks (no parameters: the width and the parameterization are
+//! unchanged). No BatchNorm (it couples the samples of a batch and breaks the μP/DMFT
+//! picture); optionally a parameter-free LayerNorm or GroupNorm.
 //!
 //! ```text
 //! h₀      = m_in · conv(x, W_stem)                         x: [B, 3, H, W]   W_stem: [N, 3, 3, 3]
@@ -9,7 +11,7 @@
 //! f       = m_out · mean_{HW}(φ(𝒩(h_k))) W_out                                          W_out: [N, C]
 //! ```
 //!
-//! 𝒩 is the identity, or a normalization without learned parameters; β the residual-branch
+//! (with h_{b+1} ← avgpool₂ₓ₂(h_{b+1}) after every `downsample_every`-th block). 𝒩 is the identity, or a normalization without learned parameters; β the residual-branch
 //! scale (1, 1/√depth, or depth-μP: 1/√depth with the Adam rate of hidden layers also scaled
 //! by 1/√depth, Yang et al. 2023, Bordelon et al. 2024). The multipliers m and the rates come
 //! from the same [`ParamTable`] as the MLP with each layer's fan-in (3·9 for the stem, 9N for
@@ -66,6 +68,8 @@ pub struct ResNetSpec {
     /// Channels per group for [`Norm::Group`] (groups = N / this, at least 1).
     pub group_channels: usize,
     pub residual: ResidualScale,
+    /// Halve the resolution (2×2 average pool) after every this many blocks; 0: never.
+    pub downsample_every: usize,
     pub table: ParamTable,
 }
 
@@ -88,6 +92,7 @@ impl ResNetSpec {
             norm: m.norm,
             group_channels: m.group_channels,
             residual: m.residual_scale,
+            downsample_every: m.downsample_every,
             table: ParamTable {
                 parameterization: m.parameterization,
                 width: m.width,
@@ -142,6 +147,26 @@ impl ResNetSpec {
             rule: self.table.layer(LayerKind::Readout),
         });
         out
+    }
+
+    /// Is the resolution halved after block `b`?
+    pub fn pools_after(&self, b: usize) -> bool {
+        self.downsample_every > 0 && (b + 1).is_multiple_of(self.downsample_every)
+    }
+
+    /// Activation floats per image kept for back-propagation, summed over the blocks'
+    /// resolutions (an estimate for the memory check).
+    pub fn activation_floats_per_image(&self) -> f64 {
+        let mut pixels = (self.image[1] * self.image[2]) as f64;
+        let n = self.width as f64;
+        let mut total = self.image[0] as f64 * pixels + 8.0 * n * pixels;
+        for b in 0..self.blocks {
+            total += 8.0 * n * pixels;
+            if self.pools_after(b) {
+                pixels /= 4.0;
+            }
+        }
+        total
     }
 
     fn groups(&self) -> usize {
@@ -201,6 +226,23 @@ fn hadamard4<B: Kernels>(a: Tensor<B, 4>, b: &Tensor<B, 4>) -> Tensor<B, 4> {
     .reshape(dims)
 }
 
+/// 2×2 average pooling of [B, C, H, W] (H, W even) to [B, C, H/2, W/2].
+fn avg_pool2<B: Kernels>(h: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, c, hh, ww] = h.dims();
+    h.reshape([b * c * hh / 2, 2, ww / 2, 2]).mean_dim(3).mean_dim(1).reshape([b, c, hh / 2, ww / 2])
+}
+
+/// Back through [`avg_pool2`]: each input of a 2×2 window gets a quarter of its output's δ.
+fn avg_pool2_backward<B: Kernels>(delta: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, c, h2, w2] = delta.dims();
+    delta.mul_scalar(0.25).reshape([b * c * h2, 1, w2, 1]).expand([b * c * h2, 2, w2, 2]).reshape([
+        b,
+        c,
+        2 * h2,
+        2 * w2,
+    ])
+}
+
 /// What one activation site φ(𝒩(h)) keeps for the backward pass.
 struct Site<B: Kernels> {
     normalized: Tensor<B, 4>,
@@ -258,6 +300,9 @@ fn run<B: Kernels>(
         let (a2, site2) = Site::forward(s, z1, keep);
         let z2 = B::conv3x3(&a2, &params[i2], info[i2].rule.multiplier * beta);
         h = h + z2;
+        if s.pools_after(b) {
+            h = avg_pool2(h);
+        }
         states.push(h.clone());
         blocks.push((site1, a1, site2, a2));
     }
@@ -303,7 +348,12 @@ fn backward<B: Kernels>(
     delta: Tensor<B, 2>,
 ) -> Gradients<B> {
     let Forward { x, blocks, head, pooled, .. } = fwd;
-    let [batch, n, hh, ww] = [x.dims()[0], s.width, s.image[1], s.image[2]];
+    let [batch, n] = [x.dims()[0], s.width];
+    let [hh, ww] = match blocks.last() {
+        Some((_, a1, _, _)) if s.pools_after(s.blocks - 1) => [a1.dims()[2] / 2, a1.dims()[3] / 2],
+        Some((_, a1, _, _)) => [a1.dims()[2], a1.dims()[3]],
+        None => [s.image[1], s.image[2]],
+    };
     let r = params.len() - 1;
     let mut grads: Vec<Option<Tensor<B, 2>>> = vec![None; params.len()];
     let m_out = info[r].rule.multiplier;
@@ -314,6 +364,9 @@ fn backward<B: Kernels>(
     let beta = s.branch_scale();
     for (b, (site1, a1, site2, a2)) in blocks.into_iter().enumerate().rev() {
         let (i1, i2) = (1 + 2 * b, 2 + 2 * b);
+        if s.pools_after(b) {
+            d_h = avg_pool2_backward(d_h);
+        }
         let (d_a2, g2) = B::conv3x3_backward(&a2, &params[i2], &d_h, info[i2].rule.multiplier * beta, true);
         grads[i2] = Some(g2);
         let d_z1 = site2.expect("kept").backward(s, d_a2.expect("input gradient"));

@@ -227,3 +227,172 @@ pub fn plot_run(run: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(files)
 }
+
+/// One run's series of one matrix, for [`across_widths`].
+pub struct WidthSeries {
+    pub run: PathBuf,
+    pub width: usize,
+    pub seed: u64,
+    pub steps: Vec<u64>,
+    pub matrix: crate::spectra::h5::MatrixData,
+}
+
+/// The series of `matrix` in each run (width and seed from the run's config).
+pub fn read_width_series(runs: &[PathBuf], matrix: Option<&str>) -> Result<(String, Vec<WidthSeries>)> {
+    let mut out = Vec::new();
+    let mut chosen = matrix.map(str::to_string);
+    for run in runs {
+        let config = crate::rundir::RunDir::new(run).read_config()?;
+        let d = h5::read(&run.join("spectra.h5"))?;
+        let name = chosen.get_or_insert_with(|| default_matrix(&d)).clone();
+        let m = d.matrices.iter().find(|m| m.name == name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = d.matrices.iter().map(|m| m.name.as_str()).collect();
+            Error::run_dir(
+                run,
+                format!("has no matrix '{name}' in spectra.h5"),
+                format!("choose one of: {}", names.join(", ")),
+            )
+        })?;
+        out.push(WidthSeries {
+            run: run.clone(),
+            width: config.model.width,
+            seed: config.seed,
+            steps: d.steps,
+            matrix: m,
+        });
+    }
+    out.sort_by_key(|s| (s.width, s.seed));
+    Ok((chosen.unwrap_or_default(), out))
+}
+
+/// The paper's Fig.-2 matrix (second conv of the first block) if present, else the first
+/// hidden matrix.
+fn default_matrix(d: &SpectraData) -> String {
+    ["blocks.0.conv2.weight", "layers.1.weight"]
+        .into_iter()
+        .find(|n| d.matrices.iter().any(|m| m.name == *n))
+        .map(str::to_string)
+        .or_else(|| d.matrices.first().map(|m| m.name.clone()))
+        .unwrap_or_default()
+}
+
+/// The paper's Fig. 2 for any matrix of runs at several widths: its normalized singular-value
+/// density at up to four common snapshots (one histogram per width, the MP law, the outlier
+/// threshold), and its top singular values vs step, one colour per width. Also writes
+/// `widths-outliers.csv` (width, seed, step, rank, value, mp_edge, outlier_threshold).
+pub fn across_widths(series: &[WidthSeries], name: &str, out: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io("create output directory", out, e))?;
+    let mut csv = String::from("width,seed,step,rank,value,mp_edge,outlier_threshold\n");
+    for s in series {
+        for (t, step) in s.steps.iter().enumerate() {
+            for (r, v) in s.matrix.top_values[t].iter().enumerate() {
+                csv.push_str(&format!(
+                    "{},{},{step},{},{v},{},{}\n",
+                    s.width,
+                    s.seed,
+                    r + 1,
+                    s.matrix.mp_edge(),
+                    s.matrix.threshold()
+                ));
+            }
+        }
+    }
+    let csv_path = out.join("widths-outliers.csv");
+    crate::checkpoint::atomic_write(&csv_path, csv.as_bytes())?;
+    let mut files = vec![csv_path];
+    let Some(first) = series.first() else { return Ok(files) };
+    // Snapshots every run has, up to four, log-spread.
+    let common: Vec<u64> = first.steps.iter().copied().filter(|t| series.iter().all(|s| s.steps.contains(t))).collect();
+    let shown: Vec<u64> = if common.len() <= 4 {
+        common.clone()
+    } else {
+        let n = common.len() - 1;
+        let mut v: Vec<u64> = [0, n / 3, 2 * n / 3, n].iter().map(|i| common[*i]).collect();
+        v.dedup();
+        v
+    };
+    let law = MarchenkoPastur::for_shape(first.matrix.rows(), first.matrix.cols());
+    let (lo, hi) = law.singular_edges();
+    let top = series
+        .iter()
+        .flat_map(|s| s.matrix.top_values.iter().flat_map(|r| r.first()))
+        .fold(hi, |a, b| a.max(*b as f64));
+    let right = (top * 1.05).max(hi * 1.25);
+    let density_panels: Vec<Panel> = shown
+        .iter()
+        .map(|step| {
+            let mut series_out = vec![Series {
+                label: format!("MP, c = {:.2}", law.c),
+                points: (0..=300)
+                    .map(|i| lo + (hi - lo) * i as f64 / 300.0)
+                    .map(|x| (x, singular_value_density(&law, x)))
+                    .collect(),
+                color: 7,
+                ..Default::default()
+            }];
+            for (k, s) in series.iter().enumerate() {
+                let t = s.steps.iter().position(|x| x == step).unwrap_or(0);
+                let vals: Vec<f64> = s.matrix.singular_values[t].iter().map(|v| *v as f64).collect();
+                series_out.push(Series {
+                    label: format!("N = {} (seed {})", s.width, s.seed),
+                    points: histogram(&vals, 0.0, right, ((vals.len() as f64).sqrt() * 2.0).clamp(8.0, 60.0) as usize),
+                    color: k,
+                    ..Default::default()
+                });
+            }
+            Panel {
+                title: format!("{name}, step {step}"),
+                x_label: "normalized singular value".into(),
+                y_label: "density".into(),
+                log_y: false,
+                series: series_out,
+                ref_lines: vec![RefLine {
+                    value: first.matrix.threshold(),
+                    label: "outlier threshold".into(),
+                    vertical: true,
+                }],
+                legend_right: true,
+                ..Default::default()
+            }
+        })
+        .collect();
+    files.extend(save_figure(
+        &Figure {
+            title: format!("Singular values of {name} across widths (MP bulk at init, outliers escape)"),
+            columns: density_panels.len().min(4),
+            panels: density_panels,
+            panel_size: (520, 400),
+        },
+        &out.join("widths-density"),
+    )?);
+    let ranks = first.matrix.top_k.min(3);
+    let outlier_panel = Panel {
+        title: format!("{name}: top {ranks} singular values vs step"),
+        x_label: "step".into(),
+        y_label: "normalized singular value".into(),
+        log_x: true,
+        series: series
+            .iter()
+            .enumerate()
+            .flat_map(|(k, s)| {
+                (0..ranks).map(move |r| Series {
+                    label: if r == 0 { format!("N = {}", s.width) } else { String::new() },
+                    points: s.steps.iter().zip(&s.matrix.top_values).map(|(t, v)| (*t as f64, v[r] as f64)).collect(),
+                    color: k,
+                    dashed: r > 0,
+                    ..Default::default()
+                })
+            })
+            .collect(),
+        ref_lines: vec![
+            RefLine { value: first.matrix.mp_edge(), label: "MP edge".into(), vertical: false },
+            RefLine { value: first.matrix.threshold(), label: "outlier threshold".into(), vertical: false },
+        ],
+        ..Default::default()
+    };
+    files.extend(save_figure(
+        &Figure { title: String::new(), columns: 1, panels: vec![outlier_panel], panel_size: (760, 480) },
+        &out.join("widths-outliers"),
+    )?);
+    Ok(files)
+}

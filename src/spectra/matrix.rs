@@ -130,7 +130,7 @@ mod tests {
         let a = to_faer(&data, 300, 120);
         let svd = a.singular_values().unwrap();
         let gram = singular_values(&data, 300, 120);
-        let gram_t = singular_values(&crate::model::transpose(&data, 300, 120), 120, 300);
+        let gram_t = singular_values(&crate::array::transpose(&data, 300, 120), 120, 300);
         for ((x, y), z) in svd.iter().zip(&gram).zip(&gram_t) {
             assert!((x - y).abs() < 1e-10 && (x - z).abs() < 1e-10, "{x} {y} {z}");
         }

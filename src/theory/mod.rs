@@ -1,10 +1,14 @@
-//! Theory: the predictions specdyn checks training against.
+//! Theory: the predictions specdyn checks training against. Pure numbers: nothing here reads
+//! a config, a dataset or a burn tensor (adapters from runs live in [`crate::compare`]).
 //!
+//! - [`activation`]: φ and its derivatives as functions of a number.
 //! - [`rmt`]: Marchenko–Pastur, the semicircle, classical and rectangular BBP (T1–T4).
 //! - [`endogenous`]: the two-level DMFT of a Wigner matrix with self-generated spikes (T5).
 //! - [`roots`]: robust real-root finding for determinant conditions.
 //! - [`simulate`]: the same random systems at finite N, the ground truth for every test.
+//! - [`network`], [`weight_outliers`]: the μP network DMFT and its weight outliers (T6, T7).
 
+pub mod activation;
 pub mod endogenous;
 pub mod network;
 pub mod rmt;

@@ -54,7 +54,7 @@
 //! **Monte-Carlo error**: `replicas` independent solves; the solution is their mean and the
 //! loss carries the standard error of that mean.
 
-use crate::model::Activation;
+use super::activation::Activation;
 use crate::rng::{Purpose, normals, stream};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};

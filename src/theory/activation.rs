@@ -1,6 +1,7 @@
-//! Activation functions φ, on tensors (training) and on scalars (theory, tests).
+//! Activation functions φ as functions of a number, with their derivatives: what the DMFT
+//! integrates over and what the training kernels apply elementwise
+//! ([`reference::activate`](crate::kernels::reference::activate) on tensors).
 
-use burn::tensor::{Tensor, activation, backend::Backend};
 use serde::{Deserialize, Serialize};
 
 /// The nonlinearity φ applied to every hidden pre-activation.
@@ -18,17 +19,6 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// φ applied elementwise to a tensor.
-    pub fn apply<B: Backend, const D: usize>(self, h: Tensor<B, D>) -> Tensor<B, D> {
-        match self {
-            Activation::Linear => h,
-            Activation::Tanh => h.tanh(),
-            Activation::Relu => activation::relu(h),
-            Activation::Gelu => activation::gelu(h),
-            Activation::Erf => h.erf(),
-        }
-    }
-
     /// φ(h) for one number.
     pub fn eval(self, h: f64) -> f64 {
         match self {
