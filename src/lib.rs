@@ -18,6 +18,7 @@
 //! | spectra | [`spectra`] | MP-normalized singular values, outliers, sharpness, HDF5 |
 //! | theory | [`theory`] | MP, BBP, the endogenous-spike DMFT, the μP network DMFT and its outliers |
 //! | compare | [`compare`] | the DMFT next to trained runs (loss, kernels, outliers) |
+//! | sweep | [`sweep`] | grids of runs, locally or as Slurm job arrays; transfer and EoS reports |
 //! | report | [`report`] | PNG/SVG figures |
 //!
 //! [`backend`] is the one place that names burn backends, [`kernels`] the backend extension
@@ -33,6 +34,7 @@ pub mod coord;
 pub mod data;
 pub mod error;
 pub mod fault;
+pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod progress;
@@ -41,6 +43,7 @@ pub mod resources;
 pub mod rng;
 pub mod rundir;
 pub mod spectra;
+pub mod sweep;
 pub mod theory;
 pub mod train;
 

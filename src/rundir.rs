@@ -86,8 +86,9 @@ pub enum DirState {
     Absent,
     /// Exists and is empty.
     Empty,
-    /// A specdyn run that never got as far as its config (killed in its first milliseconds):
-    /// only the lock file, an empty `checkpoints/` and temporary files.
+    /// A specdyn run that never got as far as its config (killed in its first milliseconds,
+    /// or a sweep cell not started yet): only [`SIDECARS`], an empty `checkpoints/` and
+    /// temporary files.
     Unstarted,
     /// Holds a run (`config.toml`).
     Run,
@@ -128,6 +129,10 @@ fn chrono_like_now() -> String {
     let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("unix time {s}")
 }
+
+/// Files a run directory may hold besides the run itself: the lock, and a sweep's cell
+/// coordinates and last error. They survive `--overwrite`.
+pub const SIDECARS: [&str; 3] = [LOCK_FILE, "cell.toml", "error.txt"];
 
 /// Is `name` a temporary file of an atomic write (`.NAME.tmp-PID`)?
 pub fn is_temp_file(name: &str) -> bool {
@@ -176,16 +181,15 @@ impl RunDir {
         if names.iter().any(|n| n == "config.toml") {
             return DirState::Run;
         }
-        let has_lock = names.iter().any(|n| n == LOCK_FILE);
         let leftovers_only = names.iter().all(|n| {
-            n == LOCK_FILE
+            SIDECARS.contains(&n.as_str())
                 || is_temp_file(n)
                 || (n == "checkpoints"
                     && std::fs::read_dir(self.checkpoints_dir())
                         .map(|d| d.filter_map(|e| e.ok()).all(|e| is_temp_file(&e.file_name().to_string_lossy())))
                         .unwrap_or(false))
         });
-        if has_lock && leftovers_only { DirState::Unstarted } else { DirState::Foreign }
+        if leftovers_only { DirState::Unstarted } else { DirState::Foreign }
     }
 
     /// Take the exclusive lock, creating the directory and the lock file if needed.
@@ -304,11 +308,11 @@ impl RunDir {
         }
     }
 
-    /// Remove everything but the lock file (a run being replaced; needs the lock).
+    /// Remove everything but the sidecar files (a run being replaced; needs the lock).
     pub fn clear(&self, _lock: &RunLock) -> Result<()> {
         let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io("list", &self.root, e))?;
         for e in entries.filter_map(|e| e.ok()) {
-            if e.file_name() == LOCK_FILE {
+            if SIDECARS.iter().any(|s| e.file_name() == *s) {
                 continue;
             }
             let p = e.path();

@@ -1,6 +1,8 @@
 //! The command line (the binary's side): clap types, argument checks, calls into the library,
 //! printing. The library knows no command line.
 
+mod sweep;
+
 use clap::{Args, Parser, Subcommand};
 use specdyn::backend::{BackendJob, ComputeBackend, Device, dispatch, set_threads};
 use specdyn::bench::{TrainBench, TrainBenchJob};
@@ -163,6 +165,10 @@ of bias-free single-output MLPs (μP or NTK).")]
 
     /// Print the effective config (defaults, a file, and --set overrides) as TOML.
     Config(ConfigArgs),
+
+    /// Grids of runs (widths × learning rates × …) here or as Slurm job arrays; status; report.
+    #[command(long_about = sweep::LONG_ABOUT)]
+    Sweep(sweep::SweepArgs),
 
     /// Check a dataset on disk (CIFAR-10: record counts, labels, classes, SHA-256).
     Data {
@@ -520,6 +526,7 @@ where
         Command::Spectra(a) => cmd_spectra(a),
         Command::Plot { dirs, matrix, out } => cmd_plot(&dirs, matrix.as_deref(), out.as_deref()),
         Command::Data { what: DataWhat::Cifar10 { dir } } => cmd_data_cifar10(&dir),
+        Command::Sweep(a) => sweep::run(a),
         Command::Config(a) => {
             let cfg = match &a.config {
                 Some(p) => RunConfig::load(p, &a.overrides)?,

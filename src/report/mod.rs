@@ -2,6 +2,7 @@
 
 mod plot;
 pub mod spectra;
+pub mod sweep;
 pub mod theory;
 
 pub use plot::{Figure, Panel, RefLine, Series, color, save_figure};

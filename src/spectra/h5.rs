@@ -195,15 +195,21 @@ const NORMALIZATION: &str = "singular values of W/scale with scale = sqrt(v*cols
 
 fn write_file(path: &Path, d: &SpectraData) -> hdf5::Result<()> {
     let f = hdf5::File::create(path)?;
-    str_attr(&f, "format", FORMAT)?;
-    str_attr(&f, "specdyn_version", env!("CARGO_PKG_VERSION"))?;
-    str_attr(&f, "source", &d.source)?;
-    str_attr(&f, "normalization", NORMALIZATION)?;
+    write_group(&f, d)?;
+    f.flush()
+}
+
+/// The layout above, under `f` (the file's root, or a group of a collection).
+fn write_group(f: &hdf5::Group, d: &SpectraData) -> hdf5::Result<()> {
+    str_attr(f, "format", FORMAT)?;
+    str_attr(f, "specdyn_version", env!("CARGO_PKG_VERSION"))?;
+    str_attr(f, "source", &d.source)?;
+    str_attr(f, "normalization", NORMALIZATION)?;
     if let Some(c) = &d.config {
-        str_attr(&f, "config", c)?;
+        str_attr(f, "config", c)?;
     }
     let steps: Vec<i64> = d.steps.iter().map(|s| *s as i64).collect();
-    column(&f, "steps", &steps)?;
+    column(f, "steps", &steps)?;
     let mg = f.create_group("matrices")?;
     for (index, m) in d.matrices.iter().enumerate() {
         let g = mg.create_group(&m.name)?;
@@ -242,7 +248,36 @@ fn write_file(path: &Path, d: &SpectraData) -> hdf5::Result<()> {
     column(&a, "ntk_top", &col(|r| r.ntk_top))?;
     column(&a, "lr_ntk_top", &col(|r| r.lr_ntk_top))?;
     column(&a, "learning_rate", &col(|r| r.learning_rate))?;
-    f.flush()
+    Ok(())
+}
+
+/// One member of a collection file: its group name, text attributes and spectra.
+pub struct Member<'a> {
+    pub name: &'a str,
+    pub attrs: Vec<(String, String)>,
+    pub data: &'a SpectraData,
+}
+
+/// Several spectra files in one (`/cells/<name>/` with the layout above under each, plus text
+/// attributes such as a sweep cell's coordinates), written atomically.
+pub fn write_collection(path: &Path, format: &str, members: &[Member<'_>]) -> Result<()> {
+    crate::checkpoint::atomic_write_with(path, |tmp| {
+        let run = || -> hdf5::Result<()> {
+            let f = hdf5::File::create(tmp)?;
+            str_attr(&f, "format", format)?;
+            str_attr(&f, "specdyn_version", env!("CARGO_PKG_VERSION"))?;
+            let cells = f.create_group("cells")?;
+            for m in members {
+                let g = cells.create_group(m.name)?;
+                write_group(&g, m.data)?;
+                for (k, v) in &m.attrs {
+                    str_attr(&g, k, v)?;
+                }
+            }
+            f.flush()
+        };
+        run().map_err(|e| h5err(path, e))
+    })
 }
 
 /// Write the whole file atomically (temporary file, fsync, rename).
