@@ -131,7 +131,7 @@ f = h5py.File(sys.argv[1], "r")
 assert f.attrs["format"] == "specdyn-spectra-1", f.attrs["format"]
 g = f["matrices/layers.1.weight"]
 print(list(f["steps"][:]))
-print(g["singular_values"].shape, g["top_values"].shape, g["track_id"].dtype, g.attrs["mp_edge"], g.attrs["scale_source"])
+print(g["singular_values"].shape[1:], g["top_values"].shape, g["track_id"].dtype, g.attrs["mp_edge"], g.attrs["scale_source"])
 print(repr(float(g["singular_values"][-1, 0])), repr(float(g["singular_values"][0, -1])))
 print(f["analysis/lr_sharpness"].shape[0], "config" in f.attrs)
 "#;
@@ -150,14 +150,18 @@ print(f["analysis/lr_sharpness"].shape[0], "config" in f.attrs)
     );
     let n = data.steps.len();
     assert!(
-        lines[1].starts_with(&format!("({n}, {}) ({n}, {})", m.rows().min(m.cols()), m.top_values[0].len())),
+        lines[1].starts_with(&format!("({},) ({n}, {})", m.rows().min(m.cols()), m.top_values[0].len())),
         "{}",
         lines[1]
     );
     assert!(lines[1].contains("int32") && lines[1].contains(" 2.0 ") && lines[1].ends_with("init"), "{}", lines[1]);
     let vals: Vec<f32> = lines[2].split(' ').map(|v| v.parse::<f64>().unwrap() as f32).collect();
-    assert_eq!(vals, vec![m.singular_values[n - 1][0], *m.singular_values[0].last().unwrap()]);
+    let f = m.full_steps.len();
+    assert_eq!(vals, vec![m.singular_values[f - 1][0], *m.singular_values[0].last().unwrap()]);
     assert_eq!(lines[3], format!("{} True", data.analysis.len()));
+    // Full spectra at steps 0, 1, 10, … and the last (spectra.full_per_decade = 1).
+    let want = specdyn::checkpoint::log_spaced_steps(*data.steps.last().unwrap(), 1);
+    assert_eq!(m.full_steps, want.into_iter().filter(|s| data.steps.contains(s)).collect::<Vec<_>>());
 }
 
 #[test]

@@ -324,6 +324,9 @@ pub struct SpectraConfig {
     pub analysis_every: u64,
     /// Lanczos iterations for the sharpness (each costs two gradient evaluations).
     pub lanczos_steps: usize,
+    /// Every singular value (an O(n³) decomposition) at this many log-spaced snapshots per
+    /// decade (1: steps 0, 1, 10, 100, … and the last); the tracked top k at every snapshot.
+    pub full_per_decade: u32,
 }
 
 impl Default for SpectraConfig {
@@ -336,6 +339,7 @@ impl Default for SpectraConfig {
             ntk: true,
             analysis_every: 0,
             lanczos_steps: 15,
+            full_per_decade: 1,
         }
     }
 }
@@ -549,6 +553,12 @@ impl RunConfig {
                 "the warm-up must end within the run: lower optimizer.warmup_steps or raise train.steps",
             ));
         }
+        if self.spectra.full_per_decade > MAX_PER_DECADE {
+            return Err(Error::config(
+                format!("spectra.full_per_decade = {} is more than {MAX_PER_DECADE}", self.spectra.full_per_decade),
+                "1 gives full spectra at steps 0, 1, 10, 100, …; 3 at 1, 2, 5, 10, …",
+            ));
+        }
         if self.checkpoint.per_decade > MAX_PER_DECADE {
             return Err(Error::config(
                 format!("checkpoint.per_decade = {} is more than {MAX_PER_DECADE}", self.checkpoint.per_decade),
@@ -635,9 +645,9 @@ impl RunConfig {
                         "set model.bias = false",
                     ));
                 }
-                let pools = if m.downsample_every == 0 { 0 } else { m.depth / m.downsample_every };
+                let pools = m.depth.checked_div(m.downsample_every).unwrap_or(0);
                 let side = 32usize;
-                if pools > 0 && (pools >= usize::BITS as usize || side % (1usize << pools) != 0) {
+                if pools > 0 && (pools >= usize::BITS as usize || !side.is_multiple_of(1usize << pools)) {
                     return Err(Error::config(
                         format!(
                             "model.downsample_every = {} with {} blocks halves the 32-pixel images {pools} times",
@@ -646,7 +656,7 @@ impl RunConfig {
                         "pool at most 5 times (e.g. downsample_every = 1 with depth ≤ 5), or 0 for constant resolution",
                     ));
                 }
-                if m.norm == Norm::Group && (m.group_channels == 0 || m.width % m.group_channels != 0) {
+                if m.norm == Norm::Group && (m.group_channels == 0 || !m.width.is_multiple_of(m.group_channels)) {
                     return Err(Error::config(
                         format!("model.group_channels = {} must divide model.width = {}", m.group_channels, m.width),
                         "e.g. model.group_channels = 8 with a width that is a multiple of 8",

@@ -267,11 +267,13 @@ impl<B: Kernels> Site<B> {
     }
 }
 
+/// What one residual block keeps: (site 1, input of conv 1, site 2, input of conv 2).
+type BlockCache<B> = (Option<Site<B>>, Tensor<B, 4>, Option<Site<B>>, Tensor<B, 4>);
+
 /// The forward pass, keeping what back-propagation needs when `keep` is set.
 struct Forward<B: Kernels> {
     x: Tensor<B, 4>,
-    /// Per block: (site 1, input of conv 1, site 2, input of conv 2).
-    blocks: Vec<(Option<Site<B>>, Tensor<B, 4>, Option<Site<B>>, Tensor<B, 4>)>,
+    blocks: Vec<BlockCache<B>>,
     head: Option<Site<B>>,
     pooled: Tensor<B, 2>,
     output: Tensor<B, 2>,

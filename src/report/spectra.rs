@@ -22,8 +22,8 @@ fn is_matrix(m: &MatrixData) -> bool {
     m.rows().min(m.cols()) >= 8
 }
 
-/// Singular-value density of every matrix at the first, middle and last snapshot, with the MP
-/// law of its shape.
+/// Singular-value density of every matrix at the first, middle and last full snapshot, with
+/// the MP law of its shape.
 fn density_figure(d: &SpectraData) -> Option<Figure> {
     let panels: Vec<Panel> = d
         .matrices
@@ -43,10 +43,10 @@ fn density_figure(d: &SpectraData) -> Option<Figure> {
                 color: 7,
                 ..Default::default()
             }];
-            for (k, t) in chosen_snapshots(d.steps.len()).into_iter().enumerate() {
+            for (k, t) in chosen_snapshots(m.full_steps.len()).into_iter().enumerate() {
                 let vals: Vec<f64> = m.singular_values[t].iter().map(|v| *v as f64).collect();
                 series.push(Series {
-                    label: format!("step {}", d.steps[t]),
+                    label: format!("step {}", m.full_steps[t]),
                     points: histogram(&vals, 0.0, right, ((vals.len() as f64).sqrt() * 2.0).clamp(8.0, 90.0) as usize),
                     color: k,
                     markers: k == 0,
@@ -331,7 +331,7 @@ pub fn across_widths(series: &[WidthSeries], name: &str, out: &Path) -> Result<V
                 ..Default::default()
             }];
             for (k, s) in series.iter().enumerate() {
-                let t = s.steps.iter().position(|x| x == step).unwrap_or(0);
+                let t = s.matrix.full_steps.iter().position(|x| x == step).unwrap_or(0);
                 let vals: Vec<f64> = s.matrix.singular_values[t].iter().map(|v| *v as f64).collect();
                 series_out.push(Series {
                     label: format!("N = {} (seed {})", s.width, s.seed),

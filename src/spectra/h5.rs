@@ -7,7 +7,8 @@
 //! /matrices/<tensor>/    one group per weight matrix, named as in the checkpoint
 //!     attrs: index (position in the network), rows, cols, aspect_ratio, kind, unfolding, conv_shape (conv kernels), scale,
 //!            scale_source, mp_edge, mp_lower_edge, tw_sigma, outlier_margin, outlier_threshold
-//!     singular_values    float32 [T, min(rows, cols)]  normalized, largest first
+//!     singular_values    float32 [F, min(rows, cols)]  normalized, largest first, at the full snapshots
+//!     full_steps         int64   [F]         the steps of those rows (spectra.full_per_decade)
 //!     top_values         float32 [T, K]      the K largest (same values)
 //!     track_id           int32   [T, K]      identity of each top value across snapshots
 //!     outlier_count      int32   [T]         values above outlier_threshold
@@ -73,8 +74,10 @@ pub struct MatrixData {
     pub top_k: usize,
     /// Whether the teacher overlap is recorded.
     pub has_teacher_overlap: bool,
-    /// [snapshot][index]
+    /// [full snapshot][index]: every singular value at the steps `full_steps`.
     pub singular_values: Vec<Vec<f32>>,
+    pub full_steps: Vec<u64>,
+    /// [snapshot][index]
     pub top_values: Vec<Vec<f32>>,
     pub track_id: Vec<Vec<i32>>,
     pub outlier_count: Vec<i32>,
@@ -101,6 +104,7 @@ impl MatrixData {
             top_k,
             has_teacher_overlap,
             singular_values: Vec::new(),
+            full_steps: Vec::new(),
             top_values: Vec::new(),
             track_id: Vec::new(),
             outlier_count: Vec::new(),
@@ -123,9 +127,11 @@ impl MatrixData {
     pub fn scale_source(&self) -> &'static str {
         self.normalization.source.name()
     }
-    /// Keep the first `n` snapshots.
-    pub fn truncate(&mut self, n: usize) {
-        self.singular_values.truncate(n);
+    /// Keep the first `n` snapshots, and the full spectra of steps before `step`.
+    pub fn truncate(&mut self, n: usize, step: u64) {
+        let f = self.full_steps.partition_point(|s| *s < step);
+        self.singular_values.truncate(f);
+        self.full_steps.truncate(f);
         self.top_values.truncate(n);
         self.track_id.truncate(n);
         self.outlier_count.truncate(n);
@@ -140,7 +146,7 @@ impl SpectraData {
         let n = self.steps.partition_point(|s| *s < step);
         self.steps.truncate(n);
         for m in &mut self.matrices {
-            m.truncate(n);
+            m.truncate(n, step);
         }
         self.analysis.retain(|r| r.step < step);
     }
@@ -231,6 +237,7 @@ fn write_group(f: &hdf5::Group, d: &SpectraData) -> hdf5::Result<()> {
         f64_attr(&g, "outlier_margin", n.margin)?;
         f64_attr(&g, "outlier_threshold", n.threshold())?;
         table(&g, "singular_values", &m.singular_values, n.rows.min(n.cols))?;
+        column(&g, "full_steps", &m.full_steps.iter().map(|s| *s as i64).collect::<Vec<_>>())?;
         table(&g, "top_values", &m.top_values, m.top_k)?;
         table(&g, "track_id", &m.track_id, m.top_k)?;
         column(&g, "outlier_count", &m.outlier_count)?;
@@ -339,7 +346,12 @@ fn read_file(path: &Path) -> hdf5::Result<SpectraData> {
             g.dataset("top_values")?.shape().get(1).copied().unwrap_or(0),
             teacher.is_some(),
         );
-        m.singular_values = rows2(&g.dataset("singular_values")?, n)?;
+        m.full_steps = match g.dataset("full_steps") {
+            Ok(ds) => ds.read_1d::<i64>()?.iter().map(|s| *s as u64).collect(),
+            // Files written before sparse full spectra: every snapshot is full.
+            Err(_) => steps.clone(),
+        };
+        m.singular_values = rows2(&g.dataset("singular_values")?, m.full_steps.len())?;
         m.top_values = top_values;
         m.track_id = rows2(&g.dataset("track_id")?, n)?;
         m.outlier_count = g.dataset("outlier_count")?.read_1d::<i32>()?.iter().take(n).copied().collect();
@@ -347,7 +359,7 @@ fn read_file(path: &Path) -> hdf5::Result<SpectraData> {
         if let Some(ds) = teacher {
             m.teacher_overlap = rows2(&ds, n)?;
         }
-        let complete = m.singular_values.len() == n
+        let complete = m.singular_values.len() == m.full_steps.len()
             && m.top_values.len() == n
             && m.track_id.len() == n
             && m.outlier_count.len() == n

@@ -53,16 +53,20 @@ impl SpectraRecorder {
         SpectraRecorder { path: path.to_path_buf(), state, data, seconds: 0.0 }
     }
 
-    /// Analyse and append one snapshot (the step-0 snapshot also fixes W(0)).
-    pub fn record(&mut self, step: u64, tensors: &[NamedTensor]) -> Result<()> {
+    /// Analyse and append one snapshot (the step-0 snapshot also fixes W(0)); with every
+    /// singular value when `full`.
+    pub fn record(&mut self, step: u64, tensors: &[NamedTensor], full: bool) -> Result<()> {
         let t0 = std::time::Instant::now();
         if step == 0 {
             self.state.set_initial(tensors)?;
         }
-        let snaps = self.state.snapshot(tensors)?;
+        let snaps = self.state.snapshot_with(tensors, full)?;
         let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
         for (m, snap) in self.data.matrices.iter_mut().zip(&snaps) {
-            m.singular_values.push(f32s(&snap.values));
+            if full {
+                m.singular_values.push(f32s(&snap.values));
+                m.full_steps.push(step);
+            }
             m.top_values.push(f32s(&snap.top));
             m.track_id.push(snap.ids.clone());
             m.outlier_count.push(snap.outliers as i32);
@@ -151,6 +155,7 @@ impl SpectraRecorder {
             rec.data.analysis = old.analysis.clone();
             for (m, o) in rec.data.matrices.iter_mut().zip(old.matrices) {
                 m.singular_values = o.singular_values;
+                m.full_steps = o.full_steps;
                 m.top_values = o.top_values;
                 m.track_id = o.track_id;
                 m.outlier_count = o.outlier_count;
@@ -161,13 +166,20 @@ impl SpectraRecorder {
             rec.data.analysis = old.analysis;
         }
         let done = rec.data.steps.last().copied();
+        let full = full_steps(config);
         for (s, p) in ckpts.iter().filter(|(s, _)| *s < step && done.is_none_or(|d| *s > d)) {
             let ckpt = load_own(p, config)?;
-            rec.record(*s, &ckpt.tensors)?;
+            rec.record(*s, &ckpt.tensors, full.contains(s))?;
         }
         rec.seconds = 0.0;
         Ok(rec)
     }
+}
+
+/// The snapshot steps of a run that record every singular value: `spectra.full_per_decade`
+/// log-spaced steps (always including 0 and the last step).
+pub fn full_steps(config: &RunConfig) -> std::collections::BTreeSet<u64> {
+    crate::checkpoint::log_spaced_steps(config.train.steps, config.spectra.full_per_decade).into_iter().collect()
 }
 
 /// How external weights are normalized (`--normalize`).
@@ -286,6 +298,7 @@ pub fn external(
         .map(|(s, snap)| {
             let mut m = MatrixData::new(&s.name, &s.kind, s.conv_shape, s.normalization.clone(), top_k, false);
             m.singular_values.push(f32s(&snap.values));
+            m.full_steps.push(0);
             m.top_values.push(f32s(&snap.top));
             m.track_id.push(snap.ids.clone());
             m.outlier_count.push(snap.outliers as i32);

@@ -33,12 +33,14 @@ impl MatrixSpec {
 /// What one matrix looks like at one snapshot (normalized singular values).
 #[derive(Clone, Debug)]
 pub struct MatrixSnapshot {
-    /// All singular values, largest first.
+    /// All singular values, largest first (full snapshots only; empty otherwise).
     pub values: Vec<f64>,
-    /// The top-k values (exact) and the track id of each.
+    /// The top-k values and the track id of each: exact at full snapshots, from the
+    /// randomized triplets otherwise (to ~1e-6 for outliers, approximate inside the bulk).
     pub top: Vec<f64>,
     pub ids: Vec<i32>,
-    /// Values above the outlier threshold.
+    /// Values above the outlier threshold (at a top-k-only snapshot, counted among the top k:
+    /// exact below k, a lower bound at k).
     pub outliers: usize,
     /// Top-k singular values of (W(t) − W(0))/scale: the learned low-rank part.
     pub delta_top: Vec<f64>,
@@ -139,17 +141,25 @@ impl SpectraState {
         self.teacher_basis.as_ref().is_some_and(|b| self.specs[i].kind == "input" && b.nrows() == self.specs[i].cols())
     }
 
-    /// Analyse every matrix at one snapshot (advances the trackers).
+    /// Analyse every matrix at one snapshot with its full spectrum (advances the trackers).
     pub fn snapshot(&mut self, tensors: &[NamedTensor]) -> Result<Vec<MatrixSnapshot>> {
+        self.snapshot_with(tensors, true)
+    }
+
+    /// Analyse every matrix at one snapshot; `full`: every singular value (an O(n³)
+    /// eigendecomposition of the Gram matrix), else only the tracked top k (randomized, O(n²k)).
+    pub fn snapshot_with(&mut self, tensors: &[NamedTensor], full: bool) -> Result<Vec<MatrixSnapshot>> {
         let mut out = Vec::with_capacity(self.specs.len());
         for i in 0..self.specs.len() {
             let w = self.normalized(i, tensors)?;
-            let values = singular_values_of(w.as_ref());
-            let k = self.top_k.min(values.len());
+            let k = self.top_k.min(w.nrows().min(w.ncols()));
+            let values = if full { singular_values_of(w.as_ref()) } else { Vec::new() };
             let triplets = top_triplets(w.as_ref(), k, i as u64);
             let ids = self.trackers[i].assign(&triplets);
             let threshold = self.specs[i].normalization.threshold();
-            let outliers = values.iter().filter(|v| **v > threshold).count();
+            let top = if full { values[..k].to_vec() } else { triplets.values.clone() };
+            let counted = if full { &values } else { &top };
+            let outliers = counted.iter().filter(|v| **v > threshold).count();
             let delta_top = match &self.initial[i] {
                 Some(w0) => top_triplets((&w - w0).as_ref(), k, 1000 + i as u64).values,
                 None => vec![f64::NAN; k],
@@ -165,15 +175,7 @@ impl SpectraState {
                 ),
                 _ => None,
             };
-            out.push(MatrixSnapshot {
-                top: values[..k].to_vec(),
-                values,
-                ids,
-                outliers,
-                delta_top,
-                teacher_overlap,
-                triplets,
-            });
+            out.push(MatrixSnapshot { top, values, ids, outliers, delta_top, teacher_overlap, triplets });
         }
         Ok(out)
     }

@@ -205,8 +205,9 @@ pub enum Metric {
 /// Group finished cells by (parameterization, width) and η₀, averaging seeds.
 pub fn transfer(results: &[CellResult], metric: Metric) -> Vec<TransferRow> {
     let num = |r: &CellResult, k: &str| r.cell.coordinate(k).and_then(|v| v.trim_matches('"').parse::<f64>().ok());
-    // (param, width) → lr → losses (∞ for diverged)
-    let mut groups: BTreeMap<(String, usize), BTreeMap<u64, (f64, Vec<f64>)>> = BTreeMap::new();
+    // (param, width) → lr bits → (lr, losses (∞ for diverged))
+    type ByLr = BTreeMap<u64, (f64, Vec<f64>)>;
+    let mut groups: BTreeMap<(String, usize), ByLr> = BTreeMap::new();
     for r in results.iter().filter(|r| r.state.is_finished()) {
         let cfg = r.spectra.as_ref().and_then(|d| d.config.clone());
         let parsed = cfg.as_deref().and_then(|t| crate::config::RunConfig::from_toml_str(t, &[]).ok());

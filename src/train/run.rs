@@ -302,6 +302,7 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
 
     let total = config.train.steps;
     let checkpoint_steps: BTreeSet<u64> = log_spaced_steps(total, config.checkpoint.per_decade).into_iter().collect();
+    let full_steps = crate::spectra::record::full_steps(&config);
     let is_log = |t: u64| t.is_multiple_of(config.train.log_every) || t == total || checkpoint_steps.contains(&t);
     let is_eval = |t: u64| match config.train.eval_every {
         0 => is_log(t),
@@ -384,7 +385,7 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
             let ckpt = trainer.to_checkpoint(elapsed(&start), reference);
             ckpt.save(&if is_checkpoint { dir.checkpoint_path(t) } else { dir.latest_path() })?;
             if is_checkpoint && let Some(rec) = spectra.as_mut() {
-                rec.record(t, &ckpt.tensors)?;
+                rec.record(t, &ckpt.tensors, full_steps.contains(&t))?;
             }
         }
         let every = config.spectra.analysis_every;
@@ -446,9 +447,10 @@ impl crate::backend::BackendJob for RecomputeSpectra {
         let mut rec = SpectraRecorder::new(&dir.spectra_path(), &config, &network.params(), data.teacher.as_ref());
         let mut bar = crate::progress::bar(ckpts.len() as u64, self.quiet, "spectra");
         let analysis = config.spectra.sharpness || config.spectra.ntk;
+        let full = crate::spectra::record::full_steps(&config);
         for (_, p) in &ckpts {
             let ckpt = crate::rundir::load_own(p, &config)?;
-            rec.record(ckpt.step, &ckpt.tensors)?;
+            rec.record(ckpt.step, &ckpt.tensors, full.contains(&ckpt.step))?;
             if analysis {
                 let t0 = Instant::now();
                 let trainer = Trainer::<A::InnerBackend>::from_checkpoint_with_data(
