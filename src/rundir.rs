@@ -74,9 +74,13 @@ pub struct Summary {
     /// Steps per second in the last segment.
     pub steps_per_s: f64,
     pub resumed_from_step: Option<u64>,
-    /// Seconds spent on spectra and curvature (part of duration_s).
+    /// Seconds spent on spectra and curvature (CPU time; with `spectra.background` most of
+    /// it overlaps training).
     #[serde(default)]
     pub spectra_s: f64,
+    /// Seconds training waited for spectra and curvature (part of duration_s): the overhead.
+    #[serde(default)]
+    pub spectra_wait_s: f64,
 }
 
 /// What a directory holds, as far as `specdyn train` is concerned.

@@ -256,3 +256,48 @@ fn external_weights_are_unfolded_and_normalized() {
     ]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--layers"));
 }
+
+#[test]
+fn background_spectra_write_the_same_file_as_inline_spectra() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.toml");
+    let text = "[model]\ndepth = 3\nwidth = 96\n[data]\ninput_dim = 16\ntrain_size = 32\ntest_size = 8\n\
+                [train]\nsteps = 120\n[checkpoint]\nper_decade = 10\nlatest_every = 25\n\
+                [spectra]\nanalysis_every = 7\nsharpness = true\nlanczos_steps = 6\nfull_per_decade = 3\n";
+    std::fs::write(&cfg, text).unwrap();
+    let mut files = Vec::new();
+    for background in [false, true] {
+        let run = d.path().join(format!("bg-{background}"));
+        let out = specdyn(&[
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "-q",
+            "--threads",
+            "2",
+            "--set",
+            &format!("spectra.background={background}"),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        files.push(run);
+    }
+    for f in ["spectra.csv", "analysis.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(files[0].join(f)).unwrap(),
+            std::fs::read_to_string(files[1].join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let (a, b) = (
+        specdyn::spectra::h5::read(&files[0].join("spectra.h5")).unwrap(),
+        specdyn::spectra::h5::read(&files[1].join("spectra.h5")).unwrap(),
+    );
+    assert_eq!(a.steps, b.steps);
+    assert!(a.steps.len() > 10 && a.analysis.len() > 15);
+    for (x, y) in a.matrices.iter().zip(&b.matrices) {
+        assert_eq!(x.full_steps, y.full_steps);
+        assert_eq!(x.singular_values, y.singular_values, "{}", x.name);
+        assert_eq!((&x.top_values, &x.track_id, &x.outlier_count), (&y.top_values, &y.track_id, &y.outlier_count));
+    }
+}

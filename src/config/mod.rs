@@ -327,6 +327,8 @@ pub struct SpectraConfig {
     /// Every singular value (an O(n³) decomposition) at this many log-spaced snapshots per
     /// decade (1: steps 0, 1, 10, 100, … and the last); the tracked top k at every snapshot.
     pub full_per_decade: u32,
+    /// Analyse snapshots on a background thread while training goes on (the file is the same).
+    pub background: bool,
 }
 
 impl Default for SpectraConfig {
@@ -340,6 +342,7 @@ impl Default for SpectraConfig {
             analysis_every: 0,
             lanczos_steps: 15,
             full_per_decade: 1,
+            background: true,
         }
     }
 }

@@ -330,11 +330,12 @@ pub fn across_widths(series: &[WidthSeries], name: &str, out: &Path) -> Result<V
                 color: 7,
                 ..Default::default()
             }];
-            for (k, s) in series.iter().enumerate() {
+            let mut seen = std::collections::BTreeSet::new();
+            for (k, s) in series.iter().filter(|s| seen.insert(s.width)).enumerate() {
                 let t = s.matrix.full_steps.iter().position(|x| x == step).unwrap_or(0);
                 let vals: Vec<f64> = s.matrix.singular_values[t].iter().map(|v| *v as f64).collect();
                 series_out.push(Series {
-                    label: format!("N = {} (seed {})", s.width, s.seed),
+                    label: format!("N = {}", s.width),
                     points: histogram(&vals, 0.0, right, ((vals.len() as f64).sqrt() * 2.0).clamp(8.0, 60.0) as usize),
                     color: k,
                     ..Default::default()
@@ -366,28 +367,34 @@ pub fn across_widths(series: &[WidthSeries], name: &str, out: &Path) -> Result<V
         &out.join("widths-density"),
     )?);
     let ranks = first.matrix.top_k.min(3);
+    // One colour per width; every seed of a width in that colour; ranks 2–3 dashed.
+    let widths: Vec<usize> = {
+        let mut w: Vec<usize> = series.iter().map(|s| s.width).collect();
+        w.dedup();
+        w
+    };
+    let mut labelled = std::collections::BTreeSet::new();
+    let mut lines = Vec::new();
+    for s in series {
+        let color = widths.iter().position(|w| *w == s.width).unwrap_or(0);
+        for r in 0..ranks {
+            let label = if r == 0 && labelled.insert(s.width) { format!("N = {}", s.width) } else { String::new() };
+            lines.push(Series {
+                label,
+                points: s.steps.iter().zip(&s.matrix.top_values).map(|(t, v)| (*t as f64, v[r] as f64)).collect(),
+                color,
+                dashed: r > 0,
+                ..Default::default()
+            });
+        }
+    }
     let outlier_panel = Panel {
-        title: format!("{name}: top {ranks} singular values vs step"),
+        title: format!("{name}: top {ranks} singular values vs step (all seeds; ranks 2–{ranks} dashed)"),
         x_label: "step".into(),
         y_label: "normalized singular value".into(),
         log_x: true,
-        series: series
-            .iter()
-            .enumerate()
-            .flat_map(|(k, s)| {
-                (0..ranks).map(move |r| Series {
-                    label: if r == 0 { format!("N = {}", s.width) } else { String::new() },
-                    points: s.steps.iter().zip(&s.matrix.top_values).map(|(t, v)| (*t as f64, v[r] as f64)).collect(),
-                    color: k,
-                    dashed: r > 0,
-                    ..Default::default()
-                })
-            })
-            .collect(),
-        ref_lines: vec![
-            RefLine { value: first.matrix.mp_edge(), label: "MP edge".into(), vertical: false },
-            RefLine { value: first.matrix.threshold(), label: "outlier threshold".into(), vertical: false },
-        ],
+        series: lines,
+        ref_lines: vec![RefLine { value: first.matrix.mp_edge(), label: "MP edge".into(), vertical: false }],
         ..Default::default()
     };
     files.extend(save_figure(

@@ -9,6 +9,7 @@
 //! - [`curvature`]: sharpness and the top NTK eigenvalue, raw and LR-scaled.
 //! - [`h5`]: the `spectra.h5` layout that h5py reads.
 //! - [`record`]: writing it during training, on resume, from checkpoints, for external files.
+//! - [`worker`]: the recorder on a background thread (off the training's critical path).
 
 pub mod curvature;
 pub mod h5;
@@ -17,6 +18,7 @@ pub mod normalize;
 pub mod record;
 pub mod snapshot;
 pub mod tracking;
+pub mod worker;
 
 pub use matrix::{singular_values, spectral_norm, square_unfold, top_triplets};
 pub use normalize::{Normalization, ScaleSource};

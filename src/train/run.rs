@@ -292,6 +292,9 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
     if let Some(rec) = spectra.as_mut() {
         rec.flush()?;
     }
+    let mut spectra =
+        spectra.map(|rec| crate::spectra::worker::Spectra::new(rec, config.spectra.background, 2)).transpose()?;
+    let mut waited = 0.0;
     let classification = trainer.data.classification;
     let kinds = lr_kinds(&kinds(&trainer));
     let mut metrics = std::fs::OpenOptions::new()
@@ -325,6 +328,7 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
         steps_per_s: 0.0,
         resumed_from_step: resumed_from,
         spectra_s: 0.0,
+        spectra_wait_s: 0.0,
     };
     dir.write_summary(&summary)?;
 
@@ -340,7 +344,7 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
         let t = trainer.step;
         if INTERRUPTED.load(Ordering::SeqCst) {
             if let Some(rec) = spectra.as_mut() {
-                rec.flush()?;
+                rec.barrier()?;
             }
             trainer.to_checkpoint(elapsed(&start), initial_loss.unwrap_or(f64::NAN)).save(&dir.latest_path())?;
             summary.status = RunStatus::Interrupted;
@@ -380,20 +384,24 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
         if is_checkpoint || is_latest {
             // Every snapshot before this checkpoint reaches the disk first.
             if let Some(rec) = spectra.as_mut() {
-                rec.flush()?;
+                let t0 = Instant::now();
+                rec.barrier()?;
+                waited += t0.elapsed().as_secs_f64();
             }
             let ckpt = trainer.to_checkpoint(elapsed(&start), reference);
             ckpt.save(&if is_checkpoint { dir.checkpoint_path(t) } else { dir.latest_path() })?;
             if is_checkpoint && let Some(rec) = spectra.as_mut() {
-                rec.record(t, &ckpt.tensors, full_steps.contains(&t))?;
+                rec.record(t, ckpt.tensors, full_steps.contains(&t))?;
             }
         }
         let every = config.spectra.analysis_every;
         if analysis_wanted && (is_checkpoint || (every > 0 && t.is_multiple_of(every))) {
             let t0 = Instant::now();
             let row = analysis_row(&trainer);
+            let seconds = t0.elapsed().as_secs_f64();
+            waited += seconds;
             if let Some(rec) = spectra.as_mut() {
-                rec.record_analysis(row, t0.elapsed().as_secs_f64());
+                rec.record_analysis(row, seconds)?;
             }
         }
         if t >= total {
@@ -405,11 +413,14 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
         bar.set_message(format!("loss {loss:.4e}"));
     }
     bar.finish();
-    if let Some(rec) = spectra.as_mut() {
-        rec.flush()?;
+    if let Some(worker) = spectra {
+        let t0 = Instant::now();
+        let rec = worker.finish()?;
+        waited += t0.elapsed().as_secs_f64();
         summary.spectra_s = rec.seconds;
         crate::spectra::record::write_csv(&rec.data, &dir.root)?;
     }
+    summary.spectra_wait_s = waited;
     summary.steps_completed = trainer.step;
     summary.duration_s = elapsed(&start);
     let done = trainer.step.saturating_sub(start_step) as f64;
