@@ -60,8 +60,8 @@ def torch_step_ms(width, threads, device, blocks=2, batch=128, steps=5, warmup=1
     return sum(times) / len(times)
 
 
-def specdyn_step_ms(width, threads, device, blocks=2, batch=128, steps=5, warmup=1):
-    exe = ROOT / "target" / "release" / "specdyn"
+def specdyn_step_ms(binary, width, threads, device, blocks=2, batch=128, steps=5, warmup=1):
+    exe = Path(binary)
     cmd = [str(exe), "bench", "resnet", "--width", str(width), "--blocks", str(blocks), "--batch", str(batch),
            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--device", device]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -75,6 +75,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--out", default=str(ROOT / "results" / "bench-resnet.csv"))
+    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "specdyn"))
     a = ap.parse_args()
     import torch
 
@@ -84,7 +85,7 @@ def main():
     print("|---:|---:|---:|---:|---:|---:|")
     for w in [int(v) for v in a.widths.split(",")]:
         tdev = "cuda" if a.device == "cuda" else "cpu"
-        s = specdyn_step_ms(w, a.threads, a.device, batch=a.batch)
+        s = specdyn_step_ms(a.binary, w, a.threads, a.device, batch=a.batch)
         t = torch_step_ms(w, a.threads, tdev, batch=a.batch)
         rows.append({"width": w, "batch": a.batch, "threads": a.threads, "device": a.device,
                      "specdyn_ms": round(s, 2), "pytorch_ms": round(t, 2), "ratio": round(s / t, 3)})

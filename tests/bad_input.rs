@@ -89,6 +89,7 @@ fn npy(path: &Path, shape: &[usize], data: &[f32]) {
 fn fixtures(d: &Path) {
     copy_dir(template(), d);
     std::fs::write(d.join("bad-key.toml"), "[model]\nwidht = 64\n").unwrap();
+    std::fs::write(d.join("a-sweep.toml"), "[model]\nwidth = 8\n[sweep.axes]\n\"model.width\" = [8, 16]\n").unwrap();
     std::fs::write(d.join("bad-type.toml"), "[model]\nwidth = \"wide\"\n").unwrap();
     std::fs::write(d.join("bad-syntax.toml"), "[model\nwidth = 3\n").unwrap();
     std::fs::write(d.join("coord.toml"), format!("{SMALL}[coord]\nwidths = [8, 16]\nsteps = 1\nseeds = 1\n")).unwrap();
@@ -194,6 +195,7 @@ const fn prepped(
 const CASES: &[Case] = &[
     // --- train: the config ---
     case("unknown key", "train bad-key.toml --out new", 2, &["widht", "bad-key.toml"]),
+    case("a sweep config given to train", "train a-sweep.toml --out new", 2, &["sweep config", "specdyn sweep"]),
     case(
         "unknown override",
         "train c.toml --out new --set model.widht=3",

@@ -362,6 +362,18 @@ impl RunConfig {
                 "fix the syntax at the line shown (strings need quotes, tables are [section])",
             )
         })?;
+        if table.contains_key("sweep") {
+            return Err(Error::config(
+                "this is a sweep config (it has a [sweep] table), not a run config",
+                "run it with `specdyn sweep CONFIG --out DIR`, or train one point of it by removing the [sweep] table",
+            ));
+        }
+        if table.contains_key("coord") {
+            return Err(Error::config(
+                "this is a coordinate-check config (it has a [coord] table), not a run config",
+                "run it with `specdyn coord-check CONFIG --out DIR`, or remove the [coord] table to train one network",
+            ));
+        }
         apply_overrides(&mut table, overrides)?;
         let cfg: RunConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
             Error::config(

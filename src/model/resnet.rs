@@ -36,7 +36,7 @@ pub enum Norm {
     None,
     /// Over channels and positions of each sample (GroupNorm with one group).
     Layer,
-    /// Over groups of `model.groups` channels and all positions of each sample.
+    /// Over groups of `model.group_channels` channels and all positions of each sample.
     Group,
 }
 
