@@ -11,7 +11,8 @@
 #      every singular value of a 4096² and an 8192² matrix on the CPU threads.
 # Everything goes under OUT (default gpu-check/); the summary is OUT/report.md.
 #   scripts/gpu-check.sh [OUT] [DEVICES]       DEVICES default "cuda wgpu"; "wgpu" on lavapipe
-# SPECDYN_BIN overrides the binary; GPU_CHECK_QUICK=1 shrinks the speed part (CPU-only tries).
+# SPECDYN_BIN overrides the binary; GPU_CHECK_QUICK=1 shrinks everything (for lavapipe, where
+# burn's conv autotuning alone takes minutes at N = 32).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=${SPECDYN_BIN:-target/release/specdyn}
@@ -19,6 +20,7 @@ out=${1:-gpu-check}
 devices=${2:-cuda wgpu}
 quick=${GPU_CHECK_QUICK:-0}
 [ -x "$bin" ] || { echo "error: $bin is not an executable. Fix: cargo build --release --features cuda,wgpu (or set SPECDYN_BIN)" >&2; exit 2; }
+if [ "$quick" = 1 ]; then steps=5; mlp_width=128; rn_width=8; rn_batch=8; else steps=20; mlp_width=512; rn_width=32; rn_batch=64; fi
 mkdir -p "$out"
 report="$out/report.md"
 : > "$report"
@@ -40,10 +42,10 @@ for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
             f.write(bytes([rng.randrange(10)]) + bytes(rng.randrange(256) for _ in range(3072)))
 PY
 
-cat > "$out/mlp.toml" <<'TOML'
+cat > "$out/mlp.toml" <<TOML
 [model]
 depth = 3
-width = 512
+width = $mlp_width
 activation = "tanh"
 [data]
 input_dim = 64
@@ -53,7 +55,7 @@ test_size = 0
 kind = "adam"
 lr = 0.01
 [train]
-steps = 20
+steps = $steps
 log_every = 1
 [checkpoint]
 per_decade = 0
@@ -65,7 +67,7 @@ cat > "$out/resnet.toml" <<TOML
 [model]
 kind = "resnet"
 depth = 2
-width = 32
+width = $rn_width
 activation = "relu"
 downsample_every = 1
 [data]
@@ -76,8 +78,8 @@ test_size = 0
 [optimizer]
 lr = 0.5
 [train]
-steps = 20
-batch_size = 64
+steps = $steps
+batch_size = $rn_batch
 loss = "cross-entropy"
 log_every = 1
 [checkpoint]
@@ -87,7 +89,7 @@ latest_every = 0
 enabled = false
 TOML
 
-log "## 1. Correctness against the CPU (20 steps, every loss within 1e-3 relative)"
+log "## 1. Correctness against the CPU ($steps steps, every loss within 1e-3 relative)"
 log ""
 echo "model,device,status,seconds,max_rel_loss_diff" > "$out/correctness.csv"
 fail=0
@@ -123,6 +125,7 @@ log ""
 log "## 2. Speed against PyTorch on the same device"
 log ""
 if [ "$quick" = 1 ]; then mlp_widths="256 512"; rn_widths="16"; svd_sizes="512x512"; else mlp_widths="4096 8192"; rn_widths="128,256,512"; svd_sizes="4096x4096 8192x8192"; fi
+case " $devices " in *" cuda "*) ;; *) log "(no cuda in DEVICES: the PyTorch comparison is skipped)" ;; esac
 for dev in $devices; do
     [ "$dev" = cuda ] || continue
     python3 scripts/bench_train.py --device cuda --widths $mlp_widths --binary "$bin" --out "$out/bench-train-cuda.csv" 2>&1 | tee -a "$report"

@@ -142,6 +142,8 @@ pub fn figures(results: &[CellResult], rows: &[TransferRow], out: &Path) -> Resu
             x_label: "step".into(),
             y_label: "LR-scaled top NTK eigenvalue".into(),
             log_x: true,
+            // Log scale: a catapult (η·λ of 10⁴ for a few steps) must not flatten the rest.
+            log_y: true,
             series,
             ref_lines: vec![RefLine { value: 2.0, label: "2 (edge of stability)".into(), vertical: false }],
             ..Default::default()
