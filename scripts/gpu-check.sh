@@ -42,6 +42,8 @@ for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
             f.write(bytes([rng.randrange(10)]) + bytes(rng.randrange(256) for _ in range(3072)))
 PY
 
+# Both check runs: no checkpoints and no spectra (only the losses are compared).
+no_files=$'[checkpoint]\nper_decade = 0\nlatest_every = 0\n[spectra]\nenabled = false'
 cat > "$out/mlp.toml" <<TOML
 [model]
 depth = 3
@@ -57,11 +59,7 @@ lr = 0.01
 [train]
 steps = $steps
 log_every = 1
-[checkpoint]
-per_decade = 0
-latest_every = 0
-[spectra]
-enabled = false
+$no_files
 TOML
 cat > "$out/resnet.toml" <<TOML
 [model]
@@ -82,11 +80,7 @@ steps = $steps
 batch_size = $rn_batch
 loss = "cross-entropy"
 log_every = 1
-[checkpoint]
-per_decade = 0
-latest_every = 0
-[spectra]
-enabled = false
+$no_files
 TOML
 
 log "## 1. Correctness against the CPU ($steps steps, every loss within 1e-3 relative)"
