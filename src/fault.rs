@@ -27,3 +27,21 @@ pub fn point(name: &str) {
         std::process::abort();
     }
 }
+
+static DELAY: OnceLock<Option<(String, u64)>> = OnceLock::new();
+
+/// A named slow point: with `SPECDYN_DELAY=NAME:MS` in the environment, [`delay`]`(NAME)`
+/// sleeps MS milliseconds — e.g. to hold the spectra thread back so a test can crash a run
+/// while its snapshots lag behind its checkpoints. Without the variable it does nothing.
+pub fn delay(name: &str) {
+    let target = DELAY.get_or_init(|| {
+        let spec = std::env::var("SPECDYN_DELAY").ok()?;
+        let (name, ms) = spec.rsplit_once(':')?;
+        Some((name.to_string(), ms.parse().ok()?))
+    });
+    if let Some((want, ms)) = target
+        && want == name
+    {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}

@@ -292,6 +292,30 @@ fn sigkill_inside_checkpoint_and_metrics_writes_then_resume_is_bit_identical() {
 }
 
 #[test]
+fn snapshots_lagging_behind_the_checkpoints_are_rebuilt_on_resume() {
+    // The spectra thread is held back 400 ms per snapshot, so when the run is killed inside a
+    // late checkpoint write its spectra.h5 lacks snapshots of checkpoints already on disk.
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let reference = reference_run(d.path(), &cfg);
+    let run = d.path().join("lagging");
+    let out = bin()
+        .args(["train", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q", "--threads", "2"])
+        .env("SPECDYN_FAULT", "atomic-write:19")
+        .env("SPECDYN_DELAY", "spectra-analysis:400")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault point was not reached");
+    let checkpoints = specdyn::rundir::RunDir::new(&run).step_checkpoints().len();
+    let snapshots = specdyn::spectra::h5::read(&run.join("spectra.h5")).map(|d| d.steps.len()).unwrap_or(0);
+    assert!(snapshots < checkpoints, "the snapshots did not lag: {snapshots} of {checkpoints} checkpoints");
+    let out = resume(&run);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_same_outputs(&reference, &run);
+}
+
+#[test]
 fn resnet_on_cifar_sigkill_then_resume_is_bit_identical() {
     let data = std::path::Path::new("../shared/datasets/cifar10-subset");
     assert!(data.join("data_batch_1.bin").exists(), "the CIFAR-10 subset is missing at {}", data.display());

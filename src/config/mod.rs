@@ -325,7 +325,8 @@ pub struct SpectraConfig {
     /// Lanczos iterations for the sharpness (each costs two gradient evaluations).
     pub lanczos_steps: usize,
     /// Every singular value (an O(n³) decomposition) at this many log-spaced snapshots per
-    /// decade (1: steps 0, 1, 10, 100, … and the last); the tracked top k at every snapshot.
+    /// decade (1: steps 0, 10, 100, … and the last; step 1 is left out, one update from step
+    /// 0); the tracked top k at every snapshot.
     pub full_per_decade: u32,
     /// Analyse snapshots on a background thread while training goes on (the file is the same).
     pub background: bool,

@@ -7,7 +7,7 @@
 
 use super::h5::{self, AnalysisRow, MatrixData, SpectraData};
 use super::normalize::Normalization;
-use super::snapshot::{MatrixSpec, SpectraState};
+use super::snapshot::{MatrixSnapshot, MatrixSpec, SpectraState};
 use crate::checkpoint::{NamedTensor, atomic_write};
 use crate::config::RunConfig;
 use crate::data::Teacher;
@@ -57,25 +57,8 @@ impl SpectraRecorder {
     /// singular value when `full`.
     pub fn record(&mut self, step: u64, tensors: &[NamedTensor], full: bool) -> Result<()> {
         let t0 = std::time::Instant::now();
-        if step == 0 {
-            self.state.set_initial(tensors)?;
-        }
-        let snaps = self.state.snapshot_with(tensors, full)?;
-        let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
-        for (m, snap) in self.data.matrices.iter_mut().zip(&snaps) {
-            if full {
-                m.singular_values.push(f32s(&snap.values));
-                m.full_steps.push(step);
-            }
-            m.top_values.push(f32s(&snap.top));
-            m.track_id.push(snap.ids.clone());
-            m.outlier_count.push(snap.outliers as i32);
-            m.delta_top_values.push(f32s(&snap.delta_top));
-            if let Some(o) = &snap.teacher_overlap {
-                m.teacher_overlap.push(f32s(o));
-            }
-        }
-        self.data.steps.push(step);
+        let snaps = analyse(&mut self.state, step, tensors, full)?;
+        append(&mut self.data, step, &snaps, full);
         self.seconds += t0.elapsed().as_secs_f64();
         Ok(())
     }
@@ -176,10 +159,48 @@ impl SpectraRecorder {
     }
 }
 
+/// The analysis of one snapshot (the step-0 snapshot also fixes W(0)).
+pub fn analyse(
+    state: &mut SpectraState,
+    step: u64,
+    tensors: &[NamedTensor],
+    full: bool,
+) -> Result<Vec<MatrixSnapshot>> {
+    if step == 0 {
+        state.set_initial(tensors)?;
+    }
+    state.snapshot_with(tensors, full)
+}
+
+/// Append the analysed snapshot of `step` to the file's contents.
+pub fn append(data: &mut SpectraData, step: u64, snaps: &[MatrixSnapshot], full: bool) {
+    let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
+    for (m, snap) in data.matrices.iter_mut().zip(snaps) {
+        if full {
+            m.singular_values.push(f32s(&snap.values));
+            m.full_steps.push(step);
+        }
+        m.top_values.push(f32s(&snap.top));
+        m.track_id.push(snap.ids.clone());
+        m.outlier_count.push(snap.outliers as i32);
+        m.delta_top_values.push(f32s(&snap.delta_top));
+        if let Some(o) = &snap.teacher_overlap {
+            m.teacher_overlap.push(f32s(o));
+        }
+    }
+    data.steps.push(step);
+}
+
 /// The snapshot steps of a run that record every singular value: `spectra.full_per_decade`
-/// log-spaced steps (always including 0 and the last step).
+/// log-spaced steps (always including 0 and the last step) except step 1, which is one update
+/// away from step 0: the same bulk up to a rank-P change whose outliers the top k at every
+/// snapshot record. The O(n³) decomposition is the dominant cost of spectra at large N.
 pub fn full_steps(config: &RunConfig) -> std::collections::BTreeSet<u64> {
-    crate::checkpoint::log_spaced_steps(config.train.steps, config.spectra.full_per_decade).into_iter().collect()
+    let total = config.train.steps;
+    crate::checkpoint::log_spaced_steps(total, config.spectra.full_per_decade)
+        .into_iter()
+        .filter(|s| *s != 1 || total == 1)
+        .collect()
 }
 
 /// How external weights are normalized (`--normalize`).

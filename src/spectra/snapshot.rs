@@ -161,6 +161,8 @@ impl SpectraState {
             let counted = if full { &values } else { &top };
             let outliers = counted.iter().filter(|v| **v > threshold).count();
             let delta_top = match &self.initial[i] {
+                // At step 0 the learned part is exactly zero.
+                Some(w0) if w == *w0 => vec![0.0; k],
                 Some(w0) => top_triplets((&w - w0).as_ref(), k, 1000 + i as u64).values,
                 None => vec![f64::NAN; k],
             };

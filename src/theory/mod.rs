@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod endogenous;
+pub mod extensive;
 pub mod network;
 pub mod rmt;
 pub mod roots;

@@ -292,8 +292,9 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
     if let Some(rec) = spectra.as_mut() {
         rec.flush()?;
     }
+    let depth = crate::spectra::worker::queue_depth(trainer.model.spec.param_floats());
     let mut spectra =
-        spectra.map(|rec| crate::spectra::worker::Spectra::new(rec, config.spectra.background, 2)).transpose()?;
+        spectra.map(|rec| crate::spectra::worker::Spectra::new(rec, config.spectra.background, depth)).transpose()?;
     let mut waited = 0.0;
     let classification = trainer.data.classification;
     let kinds = lr_kinds(&kinds(&trainer));
@@ -344,7 +345,7 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
         let t = trainer.step;
         if INTERRUPTED.load(Ordering::SeqCst) {
             if let Some(rec) = spectra.as_mut() {
-                rec.barrier()?;
+                rec.persist()?;
             }
             trainer.to_checkpoint(elapsed(&start), initial_loss.unwrap_or(f64::NAN)).save(&dir.latest_path())?;
             summary.status = RunStatus::Interrupted;
@@ -382,16 +383,17 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
         let is_checkpoint = checkpoint_steps.contains(&t);
         let is_latest = config.checkpoint.latest_every > 0 && t > 0 && t.is_multiple_of(config.checkpoint.latest_every);
         if is_checkpoint || is_latest {
-            // Every snapshot before this checkpoint reaches the disk first.
+            // What a resume could not rebuild reaches the disk first (snapshots can lag: they
+            // are rebuilt from the step checkpoints).
             if let Some(rec) = spectra.as_mut() {
-                let t0 = Instant::now();
-                rec.barrier()?;
-                waited += t0.elapsed().as_secs_f64();
+                rec.persist()?;
             }
             let ckpt = trainer.to_checkpoint(elapsed(&start), reference);
             ckpt.save(&if is_checkpoint { dir.checkpoint_path(t) } else { dir.latest_path() })?;
             if is_checkpoint && let Some(rec) = spectra.as_mut() {
+                let t0 = Instant::now();
                 rec.record(t, ckpt.tensors, full_steps.contains(&t))?;
+                waited += t0.elapsed().as_secs_f64();
             }
         }
         let every = config.spectra.analysis_every;
@@ -401,7 +403,7 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
             let seconds = t0.elapsed().as_secs_f64();
             waited += seconds;
             if let Some(rec) = spectra.as_mut() {
-                rec.record_analysis(row, seconds)?;
+                rec.record_analysis(row, seconds);
             }
         }
         if t >= total {

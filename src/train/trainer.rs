@@ -92,6 +92,10 @@ pub fn memory_estimate_for(config: &RunConfig, network: &Network, train_size: us
         let (r, c) = network.largest_matrix();
         let largest = (r as f64) * (c as f64) * 3.0 + (r.min(c) as f64).powi(2) * 2.0;
         e.add("spectra", params + largest, 8.0);
+        if config.spectra.background {
+            let depth = crate::spectra::worker::queue_depth(params) as f64;
+            e.add("spectra queue", params * depth, 4.0);
+        }
         if config.spectra.ntk {
             let side = (batch * network.output_dim()).min(4096) as f64;
             e.add("NTK", side * side, 8.0);

@@ -1,0 +1,66 @@
+//! The extensive-output one-step law (src/theory/extensive.rs) against direct simulation of
+//! the one-step update at N = 2000: density (KS distance), upper edge, exact mean.
+
+use specdyn::theory::extensive::{OneStep, simulate};
+
+#[test]
+fn one_step_bulk_matches_simulation_at_n_2000() {
+    let n = 2000;
+    for (nu, chi) in [(5.0, 4.0), (2.0, 1.0), (8.0, 0.5)] {
+        for gamma0 in [0.5, 2.0, 8.0] {
+            let m = OneStep { nu, chi, gamma0, eta0: 0.2 };
+            let t0 = std::time::Instant::now();
+            let curve = m.density_curve(400);
+            let solve_s = t0.elapsed().as_secs_f64();
+            let d = (n as f64 / nu).round();
+            let c = (d * chi).round();
+            let seeds = 4;
+            let mut pooled = Vec::new();
+            let mut top = 0.0;
+            let mut means = Vec::new();
+            for seed in 0..seeds {
+                let e = simulate(&m, n, seed);
+                top += e[0] / seeds as f64;
+                means.push(e.iter().sum::<f64>() / e.len() as f64);
+                pooled.extend(e);
+            }
+            let mean = means.iter().sum::<f64>() / seeds as f64;
+            let se = (means.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (seeds * (seeds - 1)) as f64).sqrt();
+            let exact_mean = m.mean_eigenvalue(n as f64, c, d);
+            let ks_max = curve.ks_distance(&pooled);
+            let edge_gap = (top - curve.upper_edge) / curve.upper_edge;
+            eprintln!(
+                "ν={nu} χ={chi} γ₀={gamma0}: KS {ks_max:.4}, edge {:.4} vs largest {top:.4} ({:+.2}%), mean {mean:.4} ± {se:.4} vs {exact_mean:.4}, mass {:.6}, solve {solve_s:.2} s",
+                curve.upper_edge,
+                100.0 * edge_gap,
+                curve.cdf.last().unwrap()
+            );
+            assert!(ks_max < 0.01, "ν={nu} χ={chi} γ₀={gamma0}: KS {ks_max}");
+            assert!((mean - exact_mean).abs() < 0.005 * exact_mean, "mean {mean} vs {exact_mean}");
+            assert!((curve.cdf.last().unwrap() - 1.0).abs() < 2e-3, "density mass {}", curve.cdf.last().unwrap());
+            // The edge where D ≥ 400: within 1%, except at γ₀ = 8, where the edge is set by the
+            // few largest population values and the largest simulated eigenvalue stays 1–1.6%
+            // below it at N = 1000, 2000, 4000 (a slow finite-size edge; ISSUE note).
+            if d >= 400.0 {
+                let tol = if gamma0 < 4.0 { 0.01 } else { 0.02 };
+                assert!(edge_gap.abs() < tol, "ν={nu} χ={chi} γ₀={gamma0}: edge gap {edge_gap}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_upper_edge_approaches_the_infinite_width_limit() {
+    // Paper eq. 351: at fixed χ the upper edge tends to 1 + η₀²γ₀²(1 + √χ)² as ν → ∞.
+    let mut gaps = Vec::new();
+    for nu in [2.0, 8.0, 32.0, 128.0, 512.0] {
+        let m = OneStep { nu, chi: 1.0, gamma0: 2.0, eta0: 0.2 };
+        let law = m.population_law();
+        let (_, hi) = m.edges(&law);
+        let limit = m.infinite_width_upper_edge();
+        gaps.push((hi - limit).abs() / limit);
+        eprintln!("ν = {nu}: edge {hi:.5}, limit {limit:.5}");
+    }
+    assert!(gaps.windows(2).all(|w| w[1] < w[0]), "gaps {gaps:?} do not shrink");
+    assert!(*gaps.last().unwrap() < 0.02, "gap at ν = 512: {gaps:?}");
+}
