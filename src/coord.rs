@@ -214,7 +214,7 @@ fn coord_one<B: Kernels>(cfg: RunConfig, steps: u64, device: B::Device) -> Resul
             });
         }
         if t < steps {
-            trainer.train_step();
+            trainer.advance();
         }
     }
     Ok(out)

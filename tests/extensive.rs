@@ -64,3 +64,21 @@ fn the_upper_edge_approaches_the_infinite_width_limit() {
     assert!(gaps.windows(2).all(|w| w[1] < w[0]), "gaps {gaps:?} do not shrink");
     assert!(*gaps.last().unwrap() < 0.02, "gap at ν = 512: {gaps:?}");
 }
+
+#[test]
+fn the_first_order_edge_correction_matches_the_exact_law_at_large_width() {
+    // ν(λ₊(ν) − λ₊(∞)) → c₁: the relative error falls at least 10× from ν = 64 to 4096 (it
+    // shrinks like 1/ν where the O(1/ν²) term dominates) and is below 1% at ν = 4096.
+    for (chi, gamma0, eta0) in [(1.0, 2.0, 0.2), (4.0, 0.5, 0.5), (0.5, 8.0, 0.1), (2.0, 1.0, 1.0)] {
+        let mut errors = Vec::new();
+        for nu in [64.0, 256.0, 1024.0, 4096.0] {
+            let m = OneStep { nu, chi, gamma0, eta0 };
+            let (_, hi) = m.edges(&m.population_law());
+            let scaled = nu * (hi - m.infinite_width_upper_edge());
+            let c1 = m.edge_shift_coefficient();
+            errors.push(((scaled - c1) / c1).abs());
+            eprintln!("χ={chi} γ₀={gamma0} η₀={eta0} ν={nu}: ν·shift {scaled:.5} vs c₁ {c1:.5}");
+        }
+        assert!(errors[3] < errors[0] / 10.0 && errors[3] < 0.01, "χ={chi} γ₀={gamma0} η₀={eta0}: errors {errors:?}");
+    }
+}

@@ -135,7 +135,7 @@ fn theory_matches_trained_networks() {
         let mut at_t = Trainer::<Flex>::new(c, Default::default()).expect("trainer");
         for (t, l) in loss.iter_mut().enumerate() {
             let g = at_t.gradients();
-            *l += g.loss / seeds as f64;
+            *l += g.loss() / seeds as f64;
             if t < steps {
                 at_t.apply(g);
             }
@@ -175,8 +175,8 @@ fn minibatch_sgd_follows_the_runs_batch_order() {
     for (t, th) in theory.iter().enumerate() {
         let g = trainer.gradients();
         // Relative to the loss, or to 0.1 for batches that happen to be almost fitted (≈ 0.02).
-        let gap = (th - g.loss).abs() / g.loss.max(0.1);
-        assert!(gap < 0.03, "t = {t}: DMFT {th} vs N = 2048 {} ({:.1}%)", g.loss, 100.0 * gap);
+        let gap = (th - g.loss()).abs() / g.loss().max(0.1);
+        assert!(gap < 0.03, "t = {t}: DMFT {th} vs N = 2048 {} ({:.1}%)", g.loss(), 100.0 * gap);
         trainer.apply(g);
     }
     // Samples outside a step's batch get no error signal.

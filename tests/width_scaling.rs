@@ -56,7 +56,7 @@ fn loss_curve(width: usize, seed: u64, steps: u64) -> Vec<f64> {
     for s in 0..=steps {
         let g = t.gradients();
         if s % 5 == 0 {
-            out.push(g.loss);
+            out.push(g.loss());
         }
         if s < steps {
             t.apply(g);

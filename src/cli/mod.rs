@@ -396,6 +396,35 @@ over --seeds) every --every steps, and the simulated bulk at the last S.")]
         #[command(flatten)]
         common: TheoryCommon,
     },
+    /// Extensive outputs: the bulk of the first layer after one GD step (paper §5, App. F.2).
+    #[command(long_about = "\
+Extensive output channels (paper §5, App. F.2; theory map T10). A two-layer linear network
+f(x) = AᵀWx/(γ₀N) with C = χD outputs, teacher y = Bᵀx/√D, W, A, B i.i.d. N(0, 1), takes one
+population-loss GD step with η = η₀γ₀²N: W(1) = (I − (η₀/N)AAᵀ)W(0) + (η₀γ₀/√D)ABᵀ. The
+spectrum of W(1)ᵀW(1)/N is a generalized Marchenko–Pastur law with population values
+k(a) = (1 − η₀a)² + η₀²γ₀²ν·a over the MP law of AAᵀ/N (an exact reduction; module docs of
+src/theory/extensive.rs). Prints the support, the mean and the ν → ∞ edge 1 + η₀²γ₀²(1 + √χ)²
+(eq. 351); writes extensive-density.csv (x, density, cdf), extensive-edge-scan.csv (upper edge
+vs ν) and extensive.png/svg. With --simulate N: the update itself at N, D = N/ν, C = χD over
+--seeds, its KS distance to the law, largest eigenvalue and mean (exact at that size).
+
+  specdyn theory extensive --nu 5 --chi 4 --gamma0 2 --eta0 0.2 --simulate 2000 --out runs/ext")]
+    Extensive {
+        /// ν = N/D (width over input dimension; > 1).
+        #[arg(long, default_value_t = 5.0)]
+        nu: f64,
+        /// χ = C/D (outputs over input dimension).
+        #[arg(long, default_value_t = 4.0)]
+        chi: f64,
+        /// Richness γ₀.
+        #[arg(long, default_value_t = 2.0)]
+        gamma0: f64,
+        /// Learning rate η₀ (η = η₀γ₀²N).
+        #[arg(long, default_value_t = 0.2)]
+        eta0: f64,
+        #[command(flatten)]
+        common: TheoryCommon,
+    },
     /// Infinite-width DMFT of a μP MLP trained by gradient descent, with its weight outliers.
     #[command(long_about = "\
 Infinite-width DMFT of a deep μP network trained by gradient descent (tutorial §8,
@@ -754,6 +783,26 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             set_threads(common.threads);
             let model = specdyn::theory::EndogenousWigner { gamma, eta, init_variance: 1.0 };
             rep::wigner(&model, steps, common.simulate, common.seeds, every, &common.out, common.quiet)?
+        }
+        TheoryModel::Extensive { nu, chi, gamma0, eta0, common } => {
+            check_theory(&common, &[("nu", nu), ("chi", chi), ("gamma0", gamma0), ("eta0", eta0)])?;
+            if nu <= 1.0 {
+                return Err(Error::config(
+                    format!("--nu = {nu}: the law is built for ν = N/D > 1 (full-rank W(1)ᵀW(1)/N)"),
+                    "e.g. --nu 2",
+                ));
+            }
+            if let Some(n) = common.simulate
+                && ((n as f64 / nu).round() < 1.0 || (n as f64 / nu * chi).round() < 1.0)
+            {
+                return Err(Error::config(
+                    format!("--simulate {n} gives D = N/ν or C = χD below 1"),
+                    "choose a larger --simulate N (e.g. 2000)",
+                ));
+            }
+            set_threads(common.threads);
+            let model = specdyn::theory::extensive::OneStep { nu, chi, gamma0, eta0 };
+            rep::extensive(&model, common.simulate, common.seeds, &common.out, common.quiet)?
         }
         TheoryModel::Mup { config, overrides, out, quiet, dmft } => {
             let cfg = specdyn::config::RunConfig::load(&config, &overrides)?;

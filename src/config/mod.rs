@@ -266,7 +266,7 @@ pub struct TrainConfig {
     /// Write a metrics row every this many steps (checkpoint steps and the last step always).
     pub log_every: u64,
     /// The run is declared diverged when the loss is not finite or exceeds this factor times
-    /// the initial loss.
+    /// the initial loss (checked where the loss is read back: logged steps and checkpoints).
     pub divergence_factor: f64,
     /// `mse` (½ squared error; one-hot targets for classification) or `cross-entropy`.
     pub loss: Loss,

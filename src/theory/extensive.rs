@@ -28,6 +28,13 @@
 //! **ν → ∞** (paper eq. 351): the N − C zero modes of AAᵀ give t = 1/ν and the C others
 //! concentrate at a = 1, t → η₀²γ₀², so S → I + η₀²γ₀²·MP(χ): a shifted MP law with upper edge
 //! 1 + η₀²γ₀²(1 + √χ)² ([`OneStep::infinite_width_upper_edge`]).
+//!
+//! **Large ν** (paper F.2.1; derived here). The a-law is an atom 1 − χ/ν at 0 (t = 1/ν) and an
+//! MP law of ratio r = χ/ν with mean 1 and variance r, where t = βa + (1 − η₀a)²/ν, β = η₀²γ₀².
+//! Expanding Silverstein's equation to O(1/ν) — the atom gives (1 − χ/ν)/(1 + m/ν), the
+//! variance of a gives ½β²g″(β)r for g(t) = t/(1 + tm), the (1 − η₀a)²/ν term gives
+//! g′(β)(1 − η₀)²/ν; no O(ν^{-1/2}) term since E[a − 1] = 0 — and using z′(m*) = 0 at the
+//! critical point gives the edge correction c₁/ν of [`OneStep::edge_shift_coefficient`].
 
 use super::rmt::MarchenkoPastur;
 use crate::rng::{Purpose, normals, stream};
@@ -115,20 +122,36 @@ impl OneStep {
         while eta > 1e-10 {
             eta /= 10.0;
             z = Complex64::new(x, eta);
-            for _ in 0..50 {
-                let f = self.z_of_m(law, m) - z;
-                let mut step = f / self.dz_dm(law, m);
-                // Damped: never cross to the unphysical half-plane.
-                while (m - step).im < 0.0 && step.norm() > 1e-300 {
-                    step *= 0.5;
-                }
-                m -= step;
-                if step.norm() <= 1e-14 * m.norm() {
-                    break;
-                }
-            }
+            m = self.newton(law, z, m).unwrap_or(m);
         }
         m
+    }
+
+    /// Damped Newton on z(m) = z from `m`, never crossing to Im m < 0; None without
+    /// convergence in 40 steps.
+    fn newton(&self, law: &PopulationLaw, z: Complex64, mut m: Complex64) -> Option<Complex64> {
+        for _ in 0..40 {
+            let f = self.z_of_m(law, m) - z;
+            let mut step = f / self.dz_dm(law, m);
+            while (m - step).im < 0.0 && step.norm() > 1e-300 {
+                step *= 0.5;
+            }
+            m -= step;
+            if step.norm() <= 1e-14 * m.norm() {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// m(x + i0) by Newton from a neighbouring point's solution `near` (a density curve's
+    /// previous x): accepted when it converges inside the support (Im m > 0); otherwise the
+    /// full continuation of [`OneStep::stieltjes`].
+    pub fn stieltjes_near(&self, law: &PopulationLaw, x: f64, near: Complex64) -> Complex64 {
+        match self.newton(law, Complex64::new(x, 1e-10), near) {
+            Some(m) if m.im > 1e-8 * m.norm() => m,
+            _ => self.stieltjes(law, x),
+        }
     }
 
     /// Density of the eigenvalues of S = W(1)ᵀW(1)/N at x (continuous part).
@@ -161,9 +184,39 @@ impl OneStep {
         1.0 - 2.0 * e * c / n + e * e * c * (n + c + 1.0) / (n * n) + e * e * self.gamma0.powi(2) * c / d
     }
 
+    /// Mean eigenvalue in the proportional limit: E_a[k(a)] with E[a] = χ/ν and
+    /// E[a²] = (χ/ν)(1 + χ/ν) — the limit of [`OneStep::mean_eigenvalue`].
+    pub fn population_mean(&self) -> f64 {
+        let r = self.chi / self.nu;
+        let e = self.eta0;
+        1.0 - 2.0 * e * r + e * e * r * (1.0 + r) + e * e * self.gamma0.powi(2) * self.nu * r
+    }
+
     /// The ν → ∞ upper edge 1 + η₀²γ₀²(1 + √χ)² (paper eq. 351).
     pub fn infinite_width_upper_edge(&self) -> f64 {
         1.0 + (self.eta0 * self.gamma0).powi(2) * (1.0 + self.chi.sqrt()).powi(2)
+    }
+
+    /// The coefficient c₁ of the first-order correction to the upper edge at large ν:
+    /// λ₊(ν) = λ₊(∞) + c₁/ν + O(1/ν²). Derivation (module docs, "Large ν"): with β = η₀²γ₀²,
+    /// Silverstein's z(m) = z∞(m) + δz(m)/ν + O(1/ν²), where z∞(m) = 1 − 1/m + χβ/(1 + βm) and
+    /// δz(m) = −(χ + m) − χ²β²m/(1 + βm)³ + χ(1 − η₀)²/(1 + βm)², and the edge moves by
+    /// δz(m∞*)/ν at the critical point m∞* = −1/(β(1 + √χ)) of z∞ (its own shift enters only
+    /// at second order):
+    ///   c₁ = −χ + 1/(β(1 + √χ)) + √χ·β(1 + √χ)² + (1 − η₀)²(1 + √χ)².
+    pub fn edge_shift_coefficient(&self) -> f64 {
+        let beta = (self.eta0 * self.gamma0).powi(2);
+        let s = self.chi.sqrt();
+        -self.chi
+            + 1.0 / (beta * (1.0 + s))
+            + s * beta * (1.0 + s).powi(2)
+            + (1.0 - self.eta0).powi(2) * (1.0 + s).powi(2)
+    }
+
+    /// The scaling variable of the edge's approach to ν = ∞: ν/ν_c with ν_c = c₁/λ₊(∞), under
+    /// which the relative shift (λ₊(ν) − λ₊(∞))/λ₊(∞) collapses onto ν_c/ν for every χ, γ₀, η₀.
+    pub fn edge_scaling_width(&self) -> f64 {
+        self.edge_shift_coefficient() / self.infinite_width_upper_edge()
     }
 
     /// The predicted CDF at the points of `grid` (a [`Density`] of `points` angles between the
@@ -176,10 +229,20 @@ impl OneStep {
         let mut cdf = Vec::with_capacity(points);
         let mut acc = 0.0;
         let mut prev: Option<(f64, f64)> = None;
+        let mut near: Option<Complex64> = None;
         for j in 0..points {
             let theta = PI * j as f64 / (points - 1) as f64;
             let xj = lo + (hi - lo) * (1.0 - theta.cos()) / 2.0;
-            let r = if j == 0 || j + 1 == points { 0.0 } else { self.density(&law, xj) };
+            let r = if j == 0 || j + 1 == points {
+                0.0
+            } else {
+                let m = match near {
+                    Some(m0) => self.stieltjes_near(&law, xj, m0),
+                    None => self.stieltjes(&law, xj),
+                };
+                near = Some(m);
+                (m.im / PI).max(0.0)
+            };
             if let Some((xp, rp)) = prev {
                 acc += 0.5 * (r + rp) * (xj - xp);
             }

@@ -352,36 +352,42 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
             break;
         }
         let g = trainer.gradients();
-        let loss = g.loss;
-        let reference = *initial_loss.get_or_insert(loss);
-        summary.initial_loss = Some(reference);
-        let diverged = !loss.is_finite() || loss > config.train.divergence_factor * reference.max(f64::MIN_POSITIVE);
-        if is_log(t) || diverged {
-            let test = if diverged || !is_eval(t) { None } else { trainer.evaluate_test() };
-            let mut row = format!("{t},{},{}", fmt_opt(Some(loss)), fmt_opt(test.map(|e| e.loss)));
-            if classification {
-                row.push_str(&format!(",{},{}", fmt_opt(g.accuracy), fmt_opt(test.and_then(|e| e.accuracy))));
-            }
-            row.push_str(&format!(",{}", fmt_opt(Some(g.norm()))));
-            for k in &kinds {
-                row.push_str(&format!(",{}", fmt_opt(trainer.learning_rate_of(*k))));
-            }
-            row.push_str(&format!(",{:.3}\n", elapsed(&start)));
-            write_row(&mut metrics, row)?;
-            if let Some(e) = test {
-                summary.final_test_loss = Some(e.loss);
-                summary.final_test_accuracy = e.accuracy.or(summary.final_test_accuracy);
-            }
-        }
-        if diverged {
-            summary.status = RunStatus::Diverged;
-            summary.diverged_at_step = Some(t);
-            break;
-        }
-        summary.last_finite_loss = Some(loss);
-        summary.final_train_loss = Some(loss);
         let is_checkpoint = checkpoint_steps.contains(&t);
         let is_latest = config.checkpoint.latest_every > 0 && t > 0 && t.is_multiple_of(config.checkpoint.latest_every);
+        // The loss is read back (a device synchronization on a GPU) only where it is used:
+        // logged steps, checkpoints, the first and the last step. Divergence is checked there.
+        if is_log(t) || is_checkpoint || is_latest || t == start_step || t >= total {
+            let loss = g.loss();
+            let reference = *initial_loss.get_or_insert(loss);
+            summary.initial_loss = Some(reference);
+            let diverged =
+                !loss.is_finite() || loss > config.train.divergence_factor * reference.max(f64::MIN_POSITIVE);
+            if is_log(t) || diverged {
+                let test = if diverged || !is_eval(t) { None } else { trainer.evaluate_test() };
+                let mut row = format!("{t},{},{}", fmt_opt(Some(loss)), fmt_opt(test.map(|e| e.loss)));
+                if classification {
+                    row.push_str(&format!(",{},{}", fmt_opt(g.accuracy()), fmt_opt(test.and_then(|e| e.accuracy))));
+                }
+                row.push_str(&format!(",{}", fmt_opt(Some(g.norm()))));
+                for k in &kinds {
+                    row.push_str(&format!(",{}", fmt_opt(trainer.learning_rate_of(*k))));
+                }
+                row.push_str(&format!(",{:.3}\n", elapsed(&start)));
+                write_row(&mut metrics, row)?;
+                if let Some(e) = test {
+                    summary.final_test_loss = Some(e.loss);
+                    summary.final_test_accuracy = e.accuracy.or(summary.final_test_accuracy);
+                }
+            }
+            if diverged {
+                summary.status = RunStatus::Diverged;
+                summary.diverged_at_step = Some(t);
+                break;
+            }
+            summary.last_finite_loss = Some(loss);
+            summary.final_train_loss = Some(loss);
+        }
+        let reference = initial_loss.unwrap_or(f64::NAN);
         if is_checkpoint || is_latest {
             // What a resume could not rebuild reaches the disk first (snapshots can lag: they
             // are rebuilt from the step checkpoints).
@@ -412,7 +418,9 @@ fn execute<B: Kernels>(plan: Plan<B>, opts: &TrainOptions) -> Result<Summary> {
         }
         trainer.apply(g);
         bar.inc(1);
-        bar.set_message(format!("loss {loss:.4e}"));
+        if let Some(loss) = summary.final_train_loss {
+            bar.set_message(format!("loss {loss:.4e}"));
+        }
     }
     bar.finish();
     if let Some(worker) = spectra {

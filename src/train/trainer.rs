@@ -21,17 +21,28 @@ pub fn mse_loss<B: Backend>(f: Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<B, 1> {
     (f - y).powi_scalar(2).sum().mul_scalar(0.5 / n)
 }
 
-/// Loss and gradients of one step.
+/// Loss and gradients of one step. The loss (and, for classification, the outputs) stay on
+/// the device until [`StepGradients::loss`] or [`StepGradients::accuracy`] reads them back, so
+/// a GPU step that is not logged never waits for the host.
 pub struct StepGradients<B: Backend> {
-    /// The batch loss, read back from the device.
-    pub loss: f64,
-    /// Accuracy on the batch (classification data).
-    pub accuracy: Option<f64>,
+    loss: Tensor<B, 1>,
+    /// Outputs and targets of the batch (classification data), for the accuracy.
+    outputs: Option<(Tensor<B, 2>, Tensor<B, 2>, usize)>,
     /// One gradient per parameter, in [`Network::params`] order.
     pub grads: Vec<Tensor<B, 2>>,
 }
 
 impl<B: Backend> StepGradients<B> {
+    /// The batch loss, read back from the device (a synchronization on a GPU).
+    pub fn loss(&self) -> f64 {
+        scalar(self.loss.clone())
+    }
+
+    /// Accuracy on the batch (classification data), read back from the device.
+    pub fn accuracy(&self) -> Option<f64> {
+        self.outputs.as_ref().map(|(f, y, c)| accuracy(&tensor_to_vec(f.clone()), &tensor_to_vec(y.clone()), *c))
+    }
+
     /// Euclidean norm of the full gradient.
     pub fn norm(&self) -> f64 {
         self.grads.iter().map(|g| scalar(g.clone().powi_scalar(2).sum())).sum::<f64>().sqrt()
@@ -169,9 +180,8 @@ impl<B: Kernels> Trainer<B> {
     pub fn gradients(&self) -> StepGradients<B> {
         let (x, y) = self.batch();
         let (loss, f, grads) = self.model.gradients(x, y.clone(), self.loss_kind());
-        let accuracy =
-            self.data.classification.then(|| accuracy(&tensor_to_vec(f), &tensor_to_vec(y), self.data.output_dim()));
-        StepGradients { loss: scalar(loss), accuracy, grads }
+        let outputs = self.data.classification.then(|| (f, y, self.data.output_dim()));
+        StepGradients { loss, outputs, grads }
     }
 
     /// The learning rate of every parameter at the current step.
@@ -193,12 +203,18 @@ impl<B: Kernels> Trainer<B> {
         self.step += 1;
     }
 
-    /// One full training step; returns the loss before the update.
+    /// One full training step; returns the loss before the update (read back from the device).
     pub fn train_step(&mut self) -> f64 {
         let g = self.gradients();
-        let loss = g.loss;
+        let loss = g.loss();
         self.apply(g);
         loss
+    }
+
+    /// One full training step with nothing read back to the host.
+    pub fn advance(&mut self) {
+        let g = self.gradients();
+        self.apply(g);
     }
 
     /// Sharpness and top NTK eigenvalue (raw and LR-scaled) on the current step's batch.
