@@ -7,10 +7,13 @@
 //! - [`roots`]: robust real-root finding for determinant conditions.
 //! - [`simulate`]: the same random systems at finite N, the ground truth for every test.
 //! - [`network`], [`weight_outliers`]: the μP network DMFT and its weight outliers (T6, T7).
+//! - [`linear`]: the training-level DMFT of a two-layer linear network, proportional limit (T8).
+//! - [`extensive`]: one GD step with extensive outputs, the exact two-layer law (T10).
 
 pub mod activation;
 pub mod endogenous;
 pub mod extensive;
+pub mod linear;
 pub mod network;
 pub mod rmt;
 pub mod roots;
