@@ -353,6 +353,8 @@ const CASES: &[Case] = &[
     case("mp negative aspect", "theory mp --aspect=-1 --out th", 2, &["--aspect"]),
     case("bbp zero theta", "theory bbp --theta 0 --out th", 2, &["--theta"]),
     case("wigner zero steps", "theory wigner --steps 0 --out th", 2, &["--steps"]),
+    case("linear zero width ratio", "theory linear --nu 0 --out th", 2, &["--nu"]),
+    case("linear too many steps", "theory linear --steps 100000 --out th", 2, &["--steps", "512"]),
     case("extensive nu below one", "theory extensive --nu 0.5 --out th", 2, &["--nu", "ν = N/D > 1"]),
     case("extensive negative chi", "theory extensive --chi=-1 --out th", 2, &["--chi"]),
     case("extensive tiny simulation", "theory extensive --nu 8 --chi 0.01 --simulate 10 --out th", 2, &["--simulate"]),

@@ -425,6 +425,48 @@ vs ν) and extensive.png/svg. With --simulate N: the update itself at N, D = N/�
         #[command(flatten)]
         common: TheoryCommon,
     },
+    /// Two-layer linear networks in the proportional limit: μP vs NTK loss curves (paper §4).
+    #[command(long_about = "\
+Two-layer linear network in the proportional limit (paper §4, App. E; theory map T8): width N,
+input dimension D and samples P grow together at ν = N/D and α = P/D; f(x) = wᵀW⁰x/(gN), linear
+teacher y = β·x/√D, full-batch GD with η = η₀g²N; μP: g = γ₀, NTK: g = γ₀/√ν. The training-level
+DMFT (module docs of src/theory/linear.rs) is marched in time without fixed-point iteration.
+For each ν of --nu, prints the final train and test loss of μP and NTK and writes
+linear-losses.csv (every step) and linear.png/svg. With --simulate D: direct GD at D, N = νD,
+P = αD over --seeds (mean ± standard error).
+
+  specdyn theory linear --nu 2,4,8 --alpha 2 --gamma0 8 --eta0 0.02 --steps 128 --out runs/linear
+
+Cost O(400·T³): T = 128 takes about a second per (ν, parameterization).")]
+    Linear {
+        /// Width ratios ν = N/D (fixed D and P across them).
+        #[arg(long, value_delimiter = ',', default_values_t = vec![2.0, 4.0, 8.0])]
+        nu: Vec<f64>,
+        /// α = P/D.
+        #[arg(long, default_value_t = 2.0)]
+        alpha: f64,
+        #[arg(long, default_value_t = 8.0)]
+        gamma0: f64,
+        #[arg(long, default_value_t = 0.02)]
+        eta0: f64,
+        /// GD steps T.
+        #[arg(long, default_value_t = 128)]
+        steps: usize,
+        /// Also run direct GD with input dimension D (N = νD, P = αD).
+        #[arg(long, value_name = "D")]
+        simulate: Option<usize>,
+        /// Number of independent simulations.
+        #[arg(long, default_value_t = 8)]
+        seeds: u64,
+        /// Output directory for CSV tables and PNG/SVG figures.
+        #[arg(long, short)]
+        out: PathBuf,
+        #[arg(long, short)]
+        quiet: bool,
+        /// CPU threads (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// Infinite-width DMFT of a μP MLP trained by gradient descent, with its weight outliers.
     #[command(long_about = "\
 Infinite-width DMFT of a deep μP network trained by gradient descent (tutorial §8,
@@ -803,6 +845,30 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             set_threads(common.threads);
             let model = specdyn::theory::extensive::OneStep { nu, chi, gamma0, eta0 };
             rep::extensive(&model, common.simulate, common.seeds, &common.out, common.quiet)?
+        }
+        TheoryModel::Linear { nu, alpha, gamma0, eta0, steps, simulate, seeds, out, quiet, threads } => {
+            let common = TheoryCommon { simulate, seeds, out, quiet, threads };
+            check_theory(&common, &[("alpha", alpha), ("gamma0", gamma0), ("eta0", eta0), ("steps", steps as f64)])?;
+            if nu.is_empty() || nu.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(Error::config("--nu needs positive width ratios ν = N/D", "e.g. --nu 2,4,8"));
+            }
+            if steps > 512 {
+                return Err(Error::config(
+                    format!(
+                        "--steps {steps}: the solve costs O(400·T³) time and O(400·T²) memory (T = 512: ~1 min, 1.7 GB)"
+                    ),
+                    "use at most 512 steps (128 reproduces the paper's figures)",
+                ));
+            }
+            set_threads(common.threads);
+            let base = specdyn::theory::linear::LinearNet {
+                nu: 1.0,
+                alpha,
+                gamma0,
+                eta0,
+                parameterization: specdyn::theory::linear::Parameterization::Mup,
+            };
+            rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
         }
         TheoryModel::Mup { config, overrides, out, quiet, dmft } => {
             let cfg = specdyn::config::RunConfig::load(&config, &overrides)?;

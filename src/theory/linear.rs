@@ -35,6 +35,7 @@
 use super::rmt::MarchenkoPastur;
 use crate::rng::{Purpose, normals, stream};
 use faer::{Col, Mat};
+use rayon::prelude::*;
 use std::f64::consts::PI;
 
 /// How the readout scale g depends on the width.
@@ -112,11 +113,14 @@ impl LinearNet {
         let mut cv = Mat::<f64>::zeros(t_len, t_len);
         let mut rv = Mat::<f64>::zeros(t_len, t_len);
         let mut k = Mat::<f64>::zeros(t_len, t_len);
-        let mut m = Mat::<f64>::zeros(t_len, t_len);
-        let mut s = Mat::<f64>::zeros(t_len, t_len);
-        // Per node: G_λ and H_λ = G_λS (rows filled as time advances).
-        let mut gl: Vec<Mat<f64>> = (0..q).map(|_| Mat::zeros(t_len, t_len)).collect();
-        let mut hl: Vec<Mat<f64>> = (0..q).map(|_| Mat::zeros(t_len, t_len)).collect();
+        // Per node: G_λ and H_λ = G_λS, row-major T × T (rows filled as time advances); M and S
+        // row-major too, so every inner loop below runs over contiguous memory.
+        let tt = t_len * t_len;
+        let mut gl: Vec<Vec<f64>> = vec![vec![0.0; tt]; q];
+        let mut hl: Vec<Vec<f64>> = vec![vec![0.0; tt]; q];
+        let mut mrow = vec![0.0; tt];
+        let mut srow = vec![0.0; tt];
+        let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
         let mut out = LinearCurves::default();
         for t in 0..t_len {
             // 1. The width process at t from steps < t.
@@ -141,42 +145,66 @@ impl LinearNet {
                 cw[(r, t)] = v;
             }
             for r in 0..t {
-                m[(t, r)] = b[(t, r)] / g + e0 * cw[(t, r)];
+                mrow[t * t_len + r] = b[(t, r)] / g + e0 * cw[(t, r)];
             }
             for r in 0..=t {
                 let v = cw[(t, r)] / (g * g * nu) + 1.0;
-                s[(t, r)] = v;
-                s[(r, t)] = v;
+                srow[t * t_len + r] = v;
+                srow[r * t_len + t] = v;
             }
             // 3. The input site: row t of G_λ, H_λ = G_λS, and (G S Gᵀ)(t, ·).
+            let m_t = &mrow[t * t_len..t * t_len + t];
+            let srow = &srow;
+            // Nodes are independent: each returns its share of C_v(t, ·), R_v(t, ·) and the losses.
+            let shares: Vec<(Vec<f64>, Vec<f64>, f64, f64)> = gl
+                .par_iter_mut()
+                .zip(hl.par_iter_mut())
+                .zip(lam.par_iter().zip(wq.par_iter()))
+                .map(|((gm, hm), (&l, &wj))| {
+                    // G(t, c) = −λ Σ_{c≤r<t} M(t, r) G(r, c), as row updates.
+                    let mut row = vec![0.0; t + 1];
+                    row[t] = 1.0;
+                    for (r, mtr) in m_t.iter().enumerate() {
+                        let f = -l * mtr;
+                        for (x, y) in row[..=r].iter_mut().zip(&gm[r * t_len..r * t_len + r + 1]) {
+                            *x += f * y;
+                        }
+                    }
+                    gm[t * t_len..t * t_len + t + 1].copy_from_slice(&row);
+                    // H(t, ·) = Σ_r G(t, r) S(r, ·).
+                    let mut hrow = vec![0.0; t + 1];
+                    for (r, gtr) in row.iter().enumerate() {
+                        for (x, y) in hrow.iter_mut().zip(&srow[r * t_len..r * t_len + t + 1]) {
+                            *x += gtr * y;
+                        }
+                    }
+                    hm[t * t_len..t * t_len + t + 1].copy_from_slice(&hrow);
+                    // H(r, t) for r < t gains the new column of S (symmetric: S(c, t) = S(t, c)).
+                    for r in 0..t {
+                        hm[r * t_len + t] = dot(&gm[r * t_len..r * t_len + r + 1], &srow[t * t_len..t * t_len + r + 1]);
+                    }
+                    let mut cv_part = vec![0.0; t + 1];
+                    let mut rv_part = vec![0.0; t + 1];
+                    let mut gsg_tt = 0.0;
+                    for c in 0..=t {
+                        let gsg = dot(&hrow[..=c], &gm[c * t_len..c * t_len + c + 1]);
+                        cv_part[c] = wj * l * l * gsg;
+                        rv_part[c] = -wj * l * row[c];
+                        gsg_tt = gsg;
+                    }
+                    (cv_part, rv_part, wj * 0.5 * gsg_tt, wj * 0.5 * l * gsg_tt)
+                })
+                .collect();
             let mut cv_row = vec![0.0; t + 1];
             let mut rv_row = vec![0.0; t + 1];
             let (mut test, mut train) = (0.0, 0.0);
-            for j in 0..q {
-                let (l, wj) = (lam[j], wq[j]);
-                let gm = &mut gl[j];
-                gm[(t, t)] = 1.0;
-                for c in 0..t {
-                    gm[(t, c)] = -l * (c..t).map(|r| m[(t, r)] * gm[(r, c)]).sum::<f64>();
-                }
-                let hm = &mut hl[j];
+            for (c_part, r_part, te, tr) in &shares {
                 for c in 0..=t {
-                    let v = (0..=t).map(|r| gm[(t, r)] * s[(r, c)]).sum::<f64>();
-                    hm[(t, c)] = v;
+                    cv_row[c] += c_part[c];
+                    rv_row[c] += r_part[c];
                 }
-                // H(r, t) for r < t gains the new column of S.
-                for r in 0..t {
-                    hm[(r, t)] = (0..=r).map(|c| gm[(r, c)] * s[(c, t)]).sum::<f64>();
-                }
-                for c in 0..=t {
-                    let gsg = (0..=c).map(|d| hm[(t, d)] * gm[(c, d)]).sum::<f64>();
-                    cv_row[c] += wj * l * l * gsg;
-                    if c == t {
-                        test += wj * 0.5 * gsg;
-                        train += wj * 0.5 * l * gsg;
-                    }
-                    rv_row[c] -= wj * l * gm[(t, c)];
-                }
+                test += te;
+                train += tr;
             }
             for c in 0..=t {
                 cv[(t, c)] = cv_row[c];
