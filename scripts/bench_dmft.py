@@ -29,7 +29,8 @@ CASES = [(10, [25, 50, 100]), (16, [80])]
 ours = []
 for p, steps in CASES:
     out = subprocess.run([str(ROOT / "target/release/specdyn"), "bench", "dmft", "--threads", str(THREADS), "--p", str(p),
-                          "--steps", ",".join(map(str, steps))], check=True, capture_output=True, text=True)
+                          "--steps", ",".join(map(str, steps)),
+                          "--samples", "2000", "--response-samples", "200", "--replicas", "1"], check=True, capture_output=True, text=True)
     ours += [json.loads(l) for l in out.stdout.splitlines()]
 rng = np.random.default_rng(0)
 
@@ -64,4 +65,4 @@ for o in ours:
     top = ", ".join(f"{v:.3f}" for v in o["outliers_last_step"]) or "none"
     print(f"| {o['p']} | {o['steps']} | {o['size']} | {o['solve_seconds']:.1f} | {o['peak_rss_mib']:.0f} | "
           f"{o['outliers_all_steps_seconds']:.2f} | {o['modes_kept']} | {total:.1f} | {ratio:.3f} | {top} | "
-          (f"{o['compression_error']:.1e} |" if o["compression_error"] is not None else "— |"))
+          + (f"{o['compression_error']:.1e} |" if o["compression_error"] is not None else "— |"))

@@ -18,4 +18,5 @@ for n in 256 512 1024 2048 4096; do
             --set model.width=$n --set seed=$s "${extra[@]}"
     done
 done
-scripts/specdyn compare "$runs"/N*-s* --out "$out" --samples 8000 --replicas 2
+# Theory with error bars: 4 replicas, 400 response samples each (the outliers' error is mostly the responses').
+scripts/specdyn compare "$runs"/N*-s* --out "$out" --samples 2000 --response-samples 400 --replicas 4

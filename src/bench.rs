@@ -270,6 +270,9 @@ pub struct DmftBenchResult {
     pub steps: usize,
     pub samples: usize,
     pub response_samples: usize,
+    pub replicas: usize,
+    /// Relative eigenvalue cutoff of the outlier compression.
+    pub outlier_tol: f64,
     /// Super-index size P·(T + 1).
     pub size: usize,
     pub solve_seconds: f64,
@@ -286,6 +289,8 @@ pub struct DmftBenchResult {
     pub compression_error: Option<f64>,
     /// The last hidden matrix's outliers at the last step.
     pub outliers_last_step: Vec<f64>,
+    /// Every hidden matrix's outliers after every step (`[ℓ−1][t−1]`), to compare settings.
+    pub outliers: Vec<Vec<Vec<f64>>>,
     pub final_loss: f64,
     /// The problem (for scripts/dmft_numpy.py): γ, η₀, σ², K^x (P × P row-major), y, and the
     /// loss curve specdyn found.
@@ -312,8 +317,8 @@ pub fn peak_rss_mib() -> f64 {
 pub fn bench_dmft(
     cfg: &crate::config::RunConfig,
     opts: &crate::theory::network::DmftOptions,
+    outlier_tol: f64,
 ) -> crate::Result<DmftBenchResult> {
-    use crate::compare::prediction::OUTLIER_TOL;
     use crate::theory::network::solve;
     use crate::theory::weight_outliers::outliers_over_time;
     let pr = crate::compare::mup_problem(cfg)?;
@@ -322,11 +327,11 @@ pub fn bench_dmft(
     let solve_seconds = t.elapsed().as_secs_f64();
     let steps: Vec<usize> = (1..=pr.steps).collect();
     let t = Instant::now();
-    let all: Vec<Vec<Vec<f64>>> = (1..pr.depth).map(|l| outliers_over_time(&sol, l, &steps, OUTLIER_TOL)).collect();
+    let all: Vec<Vec<Vec<f64>>> = (1..pr.depth).map(|l| outliers_over_time(&sol, l, &steps, outlier_tol)).collect();
     let outliers_all_steps_seconds = t.elapsed().as_secs_f64();
     let last = pr.depth - 1;
     let op = sol.spike_order_parameters(last, pr.steps);
-    let modes_kept = op.compressed(OUTLIER_TOL).size();
+    let modes_kept = op.compressed(outlier_tol).size();
     let comp = all[last - 1].last().cloned().unwrap_or_default();
     let (mut outliers_full_last_step_seconds, mut compression_error) = (None, None);
     if op.size() <= 2000 {
@@ -345,6 +350,8 @@ pub fn bench_dmft(
         steps: pr.steps,
         samples: opts.samples,
         response_samples: opts.response_samples,
+        replicas: opts.replicas,
+        outlier_tol,
         size: pr.size(),
         solve_seconds,
         peak_rss_mib: peak_rss_mib(),
@@ -353,6 +360,7 @@ pub fn bench_dmft(
         outliers_full_last_step_seconds,
         compression_error,
         outliers_last_step: comp,
+        outliers: all,
         final_loss: sol.loss().last().copied().unwrap_or(f64::NAN),
         gamma: pr.gamma,
         eta0: pr.eta0,

@@ -3,6 +3,7 @@
 //! determinant, and trained finite-width networks.
 
 use burn::backend::Flex;
+use specdyn::compare::prediction::OUTLIER_TOL;
 use specdyn::compare::{alignment, hidden_kernels};
 use specdyn::config::RunConfig;
 use specdyn::spectra::matrix::singular_values;
@@ -91,7 +92,7 @@ fn compressed_outliers_match_full_determinant() {
     let sol = solve(&pr, &DmftOptions { response_samples: 100, ..Default::default() });
     for layer in 1..pr.depth {
         let full: Vec<Vec<f64>> = [20, 40].iter().map(|&t| sol.spike_order_parameters(layer, t).outliers()).collect();
-        let shared = outliers_over_time(&sol, layer, &[20, 40], 1e-8);
+        let shared = outliers_over_time(&sol, layer, &[20, 40], OUTLIER_TOL);
         for (f, s) in full.iter().zip(&shared) {
             assert_eq!(f.len(), s.len(), "layer {layer}: {f:?} vs {s:?}");
             for (a, b) in f.iter().zip(s) {
@@ -104,7 +105,7 @@ fn compressed_outliers_match_full_determinant() {
     let lin = problem(&["model.activation=\"linear\"", "train.steps=50"]);
     let lsol = solve(&lin, &DmftOptions::default());
     let full = lsol.spike_order_parameters(2, 50).outliers();
-    let shared = &outliers_over_time(&lsol, 2, &[50], 1e-8)[0];
+    let shared = &outliers_over_time(&lsol, 2, &[50], OUTLIER_TOL)[0];
     assert!(!full.is_empty() && full.len() == shared.len(), "{full:?} vs {shared:?}");
     for (a, b) in full.iter().zip(shared) {
         assert!((a - b).abs() < 1e-6 * a, "linear: full {a} vs compressed {b}");
@@ -183,4 +184,35 @@ fn minibatch_sgd_follows_the_runs_batch_order() {
     let delta = sol.delta();
     let outside = (0..pr.p()).find(|m| !pr.batch(0).contains(m)).expect("a sample outside batch 0");
     assert_eq!(delta[outside], 0.0);
+}
+
+#[test]
+fn outlier_standard_errors_cover_independent_solves() {
+    // The replica standard errors of the outliers (spread over 4 replicas / √4) against the
+    // difference of two solves with independent draws: |a − b| / √(se_a² + se_b²) is a
+    // standard normal if the errors are right; 4 allows for the 20 steps compared.
+    use specdyn::compare::MupPrediction;
+    let cfg = config(&["train.steps=40"]);
+    let solve_with = |seed: u64| {
+        let opts = DmftOptions { samples: 500, response_samples: 50, replicas: 4, seed, exact_linear: true };
+        MupPrediction::compute(&cfg, &opts, &mut |_, _| {}).expect("prediction")
+    };
+    let (a, b) = (solve_with(0), solve_with(7919));
+    let w2 = 1; // outliers[ℓ − 1] for W²
+    let mut compared = 0;
+    for t in 20..=40 {
+        let (Some(&va), Some(&vb)) = (a.outliers[w2][t].first(), b.outliers[w2][t].first()) else { continue };
+        let (sa, sb) = (a.outlier_stderr[w2][t][0], b.outlier_stderr[w2][t][0]);
+        assert!(sa.is_finite() && sa > 0.0 && sa < 0.1 && sb.is_finite() && sb > 0.0, "t = {t}: SE {sa}, {sb}");
+        let z = (va - vb) / (sa * sa + sb * sb).sqrt();
+        assert!(z.abs() < 4.0, "t = {t}: {va} ± {sa} vs {vb} ± {sb} (z = {z:.2})");
+        compared += 1;
+    }
+    assert!(compared >= 5, "W² must have escaped in both solves by step 35 ({compared} steps compared)");
+    // The loss carries its error too, and an exact linear solve has zero error.
+    assert!(a.loss_stderr[40] > 0.0 && a.loss_stderr[40].is_finite());
+    let lin = config(&["model.activation=\"linear\"", "train.steps=50"]);
+    let opts = DmftOptions { replicas: 4, ..Default::default() };
+    let exact = MupPrediction::compute(&lin, &opts, &mut |_, _| {}).expect("prediction");
+    assert!(exact.outlier_stderr[1][50].iter().all(|s| *s == 0.0) && !exact.outliers[1][50].is_empty());
 }

@@ -233,14 +233,15 @@ pub struct ConfigArgs {
 /// Monte-Carlo settings of the μP DMFT.
 #[derive(Args, Debug, Clone)]
 pub struct DmftArgs {
-    /// Monte-Carlo samples of each layer's single-site process.
-    #[arg(long, default_value_t = 2000)]
+    /// Monte-Carlo samples of each layer's single-site process, per replica.
+    #[arg(long, default_value_t = 1000)]
     pub samples: usize,
-    /// Samples whose Jacobians give the response functions.
-    #[arg(long, default_value_t = 200)]
-    pub response_samples: usize,
-    /// Independent solves averaged (≥ 2 gives Monte-Carlo error bars).
-    #[arg(long, default_value_t = 1)]
+    /// Samples whose Jacobians give the response functions, per replica [default: samples/10].
+    #[arg(long)]
+    pub response_samples: Option<usize>,
+    /// Independent solves averaged; their spread gives the standard errors of the loss and of
+    /// every outlier (≥ 2; 1 gives no error bars).
+    #[arg(long, default_value_t = 4)]
     pub replicas: usize,
     /// Seed of the Monte-Carlo draws.
     #[arg(long, default_value_t = 0)]
@@ -255,15 +256,16 @@ pub struct DmftArgs {
 
 impl DmftArgs {
     fn options(&self) -> Result<specdyn::theory::network::DmftOptions> {
-        if self.samples < 2 || self.response_samples == 0 || self.replicas == 0 {
+        if self.samples < 2 || self.response_samples == Some(0) || self.replicas == 0 {
             return Err(Error::config(
                 "--samples must be ≥ 2, --response-samples and --replicas ≥ 1",
-                "the defaults (2000, 200, 1) suit P ≈ 16, T ≈ 100",
+                "the defaults (1000 samples, 100 response samples, 4 replicas) suit P ≈ 16, T ≈ 100",
             ));
         }
+        let response = self.response_samples.unwrap_or((self.samples / 10).max(1));
         Ok(specdyn::theory::network::DmftOptions {
             samples: self.samples,
-            response_samples: self.response_samples.min(self.samples),
+            response_samples: response.min(self.samples),
             replicas: self.replicas,
             seed: self.dmft_seed,
             exact_linear: !self.monte_carlo_linear,
@@ -473,13 +475,15 @@ Infinite-width DMFT of a deep μP network trained by gradient descent (tutorial 
 eqs. 75–86; theory map T6) and the outliers of its hidden weights (§11.2, eqs. 108–111; T7),
 for the network, data and optimizer a run config describes (width and model seed drop out).
 The single-site processes are sampled by Monte Carlo and marched forward in time (exact for
-linear φ); responses are averaged derivatives. Writes loss.csv (step, train_loss, stderr),
-outliers.csv (step, matrix, rank, normalized singular value; MP edge 2), kernels.csv (P × P
-feature kernels Φˡ and the NTK at every step), key.toml and theory-mup.png/svg.
+linear φ); responses are averaged derivatives. Independent replicas give the Monte-Carlo
+standard error of the loss and of every outlier. Writes loss.csv (step, train_loss, stderr),
+outliers.csv (step, matrix, rank, normalized singular value, stderr; MP edge 2), kernels.csv
+(P × P feature kernels Φˡ and the NTK at every step), key.toml and theory-mup.png/svg.
 
   specdyn theory mup configs/dmft-compare.toml --out runs/theory-mup
 
-Cost grows like (P·T)²·T·(response samples): P = 16, T = 80 takes ~20 s on 2 cores.")]
+Cost grows like (P·T)²·T × replicas × response samples: P = 16, T = 80 with 4 replicas of 400
+response samples took 8.9 min on 2 cores; the outliers' error is mostly the responses'.")]
     Mup {
         /// Run config (TOML).
         config: PathBuf,
@@ -556,6 +560,9 @@ pub enum BenchWhat {
         /// Steps T to time (ascending: peak memory is the process's high-water mark).
         #[arg(long, value_delimiter = ',', default_values_t = vec![25, 50, 100])]
         steps: Vec<usize>,
+        /// Relative eigenvalue cutoff of the outlier compression.
+        #[arg(long, default_value_t = specdyn::compare::prediction::OUTLIER_TOL)]
+        outlier_tol: f64,
         #[command(flatten)]
         dmft: DmftArgs,
     },
@@ -642,12 +649,13 @@ where
             }
             Ok(0)
         }
-        Command::Bench { what: BenchWhat::Dmft { config, p, steps, dmft } } => {
+        Command::Bench { what: BenchWhat::Dmft { config, p, steps, outlier_tol, dmft } } => {
             let opts = dmft.options()?;
             set_threads(dmft.threads);
             for t in steps {
                 let cfg = RunConfig::load(&config, &[format!("data.train_size={p}"), format!("train.steps={t}")])?;
-                println!("{}", serde_json::to_string(&specdyn::bench::bench_dmft(&cfg, &opts)?).unwrap_or_default());
+                let r = specdyn::bench::bench_dmft(&cfg, &opts, outlier_tol)?;
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
             }
             Ok(0)
         }
@@ -901,18 +909,35 @@ fn cmd_compare(a: CompareArgs) -> Result<i32> {
         specdyn::rundir::check_output_dir(&out, "specdyn compare")?;
     }
     let (summary, files) = specdyn::compare::compare(&a.runs, &out, &opts, a.quiet)?;
-    println!("{:>7} {:>6} {:>13} {:>14} {:>16}", "width", "seeds", "max loss gap", "min alignment", "max outlier gap");
+    println!(
+        "{:>7} {:>6} {:>13} {:>14} {:>16} {:>22} {:>16}",
+        "width", "seeds", "max loss gap", "min alignment", "max outlier gap", "(of distance to edge)", "steps outside"
+    );
     for s in &summary {
-        let gap = if s.outlier_steps > 0 { format!("{:.2}%", 100.0 * s.max_outlier_gap) } else { "no outlier".into() };
+        let (gap, edge, outside) = if s.outlier_steps > 0 {
+            (
+                format!("{:.2}%", 100.0 * s.max_outlier_gap),
+                format!("{:.1}%", 100.0 * s.max_outlier_edge_gap),
+                format!("{}/{}", s.outlier_steps_outside, s.outlier_steps),
+            )
+        } else {
+            ("no outlier".into(), "—".into(), "—".into())
+        };
         println!(
-            "{:>7} {:>6} {:>12.2}% {:>14.4} {:>16}",
+            "{:>7} {:>6} {:>12.2}% {:>14.4} {:>16} {:>22} {:>16}",
             s.width,
             s.seeds,
             100.0 * s.max_loss_gap,
             s.min_alignment,
-            gap
+            gap,
+            edge,
+            outside
         );
     }
+    println!(
+        "steps outside: outlier gaps beyond both 3 theory standard errors and {:.0}% of the distance above the MP edge",
+        100.0 * specdyn::compare::EDGE_TOLERANCE
+    );
     for f in files {
         eprintln!("wrote {}", f.display());
     }

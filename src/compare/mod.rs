@@ -6,15 +6,21 @@
 //!
 //! | file | columns |
 //! |---|---|
-//! | `loss.csv` | step, width, seeds, run_mean, run_sd, theory, theory_stderr, rel_gap |
+//! | `loss.csv` | step, width, seeds, run_mean, run_sd, theory, theory_stderr, rel_gap, se_gap |
 //! | `alignment.csv` | step, width, seed, kernel, alignment (Φ^ℓ run vs theory, eq. below) |
-//! | `outliers.csv` | step, matrix, width, seeds, run_mean, run_sd, theory, rel_gap, mp_edge |
-//! | `summary.csv` | width, seeds, max_loss_gap, min_alignment, max_outlier_gap, outlier_steps |
+//! | `outliers.csv` | step, matrix, width, seeds, run_mean, run_sd, theory, theory_stderr, rel_gap, edge_gap, se_gap, mp_edge |
+//! | `summary.csv` | width, seeds, max_loss_gap, min_alignment, max_outlier_gap, max_outlier_edge_gap, outlier_steps, outlier_steps_outside |
 //!
+//! Gaps are theory − run mean, in three units: `rel_gap` relative to the run mean; `edge_gap`
+//! relative to the predicted distance above the MP edge (theory − edge: the part of an outlier
+//! that training moved, where a 1% relative gap can be a 10% error); `se_gap` in units of the
+//! theory's Monte-Carlo standard error (±inf when the theory is exact or has one replica).
 //! Kernel alignment A(K, K') = ⟨K, K'⟩_F / (‖K‖_F ‖K'‖_F) (Cortes et al. 2012, uncentered).
 //! `max_loss_gap` is over steps where the theory loss is above 1% of its initial value;
-//! `max_outlier_gap` over steps where the theory predicts an outlier of W^ℓ (after escape),
-//! with the theory's top outlier compared with the run's top normalized singular value.
+//! the outlier columns over steps where the theory predicts an outlier of W^ℓ (after escape),
+//! with the theory's top outlier compared with the run's top normalized singular value;
+//! `outlier_steps_outside` counts those whose gap exceeds both 3 theory standard errors and
+//! [`EDGE_TOLERANCE`] of the distance above the edge.
 
 pub mod prediction;
 
@@ -172,26 +178,40 @@ pub fn prediction_for_runs(runs: &[PathBuf], opts: &DmftOptions, quiet: bool) ->
     Ok(pred)
 }
 
-/// Solve the DMFT with a progress bar.
+/// Solve the DMFT with progress: a bar on a terminal, plain lines (step, ETA) in a log.
 pub fn compute_with_bar(cfg: &RunConfig, opts: &DmftOptions, quiet: bool) -> Result<MupPrediction> {
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("DMFT {elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let mut bar = crate::progress::bar(0, quiet, "DMFT");
     let t0 = std::time::Instant::now();
     let pred = MupPrediction::compute(cfg, opts, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         if done == total {
             bar.set_message("solved; outliers of every hidden matrix at every step…");
+            bar.println(&format!(
+                "DMFT solved in {:.1} s; outliers of every hidden matrix at every step…",
+                t0.elapsed().as_secs_f64()
+            ));
         }
     })?;
-    bar.finish_and_clear();
+    bar.finish();
     if !quiet {
-        eprintln!("DMFT solved in {:.1} s", t0.elapsed().as_secs_f64());
+        eprintln!("DMFT and outliers in {:.1} s", t0.elapsed().as_secs_f64());
     }
     Ok(pred)
+}
+
+/// The outlier gap a comparison accepts without a theory standard error to cover it, as a
+/// fraction of the predicted distance above the MP edge.
+pub const EDGE_TOLERANCE: f64 = 0.03;
+
+/// Half-width of a ±2 SE band (0 where the error is unknown).
+fn band(se: f64) -> f64 {
+    if se.is_finite() { 2.0 * se } else { 0.0 }
+}
+
+/// Gap in units of a standard error (±inf for a zero or missing error).
+fn in_se(gap: f64, se: f64) -> f64 {
+    if se.is_finite() && se > 0.0 { gap / se } else { gap.signum() * f64::INFINITY }
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
@@ -206,7 +226,11 @@ pub struct WidthSummary {
     pub max_loss_gap: f64,
     pub min_alignment: f64,
     pub max_outlier_gap: f64,
+    /// Largest outlier gap as a fraction of the predicted distance above the MP edge.
+    pub max_outlier_edge_gap: f64,
     pub outlier_steps: usize,
+    /// Steps whose outlier gap exceeds both 3 theory standard errors and [`EDGE_TOLERANCE`].
+    pub outlier_steps_outside: usize,
 }
 
 /// Compare `runs` with their theory; write tables and figures into `out`.
@@ -232,15 +256,17 @@ pub fn compare(
     let t_max = theory.steps();
     let floor = 0.01 * theory.loss[0];
     let (mut loss_csv, mut out_csv, mut align_csv) = (
-        String::from("step,width,seeds,run_mean,run_sd,theory,theory_stderr,rel_gap\n"),
-        String::from("step,matrix,width,seeds,run_mean,run_sd,theory,rel_gap,mp_edge\n"),
+        String::from("step,width,seeds,run_mean,run_sd,theory,theory_stderr,rel_gap,se_gap\n"),
+        String::from("step,matrix,width,seeds,run_mean,run_sd,theory,theory_stderr,rel_gap,edge_gap,se_gap,mp_edge\n"),
         String::from("step,width,seed,kernel,alignment\n"),
     );
     let mut summaries = Vec::new();
     let mut loss_series = vec![Series {
-        label: "DMFT (N → ∞)".into(),
+        label: "DMFT (N → ∞) ± 2 SE".into(),
         points: theory.loss.iter().enumerate().map(|(t, l)| (t as f64, *l)).collect(),
         color: 0,
+        y_err: theory.loss_stderr.iter().map(|s| band(*s)).collect(),
+        band: true,
         ..Default::default()
     }];
     let hidden: Vec<String> = (1..theory.depth).map(MupPrediction::matrix_name).collect();
@@ -252,12 +278,14 @@ pub fn compare(
             x_label: "step".into(),
             y_label: "normalized singular value".into(),
             series: vec![Series {
-                label: "DMFT outlier".into(),
+                label: "DMFT outlier ± 2 SE".into(),
                 points: theory.outliers[k]
                     .iter()
                     .enumerate()
                     .filter_map(|(t, v)| v.first().map(|x| (t as f64, *x)))
                     .collect(),
+                y_err: theory.outlier_stderr[k].iter().filter_map(|v| v.first().map(|s| band(*s))).collect(),
+                band: true,
                 color: 0,
                 ..Default::default()
             }],
@@ -275,7 +303,9 @@ pub fn compare(
             max_loss_gap: 0.0,
             min_alignment: f64::INFINITY,
             max_outlier_gap: 0.0,
+            max_outlier_edge_gap: 0.0,
             outlier_steps: 0,
+            outlier_steps_outside: 0,
         };
         // Loss at the steps every seed logged.
         let steps: Vec<usize> = group[0].loss.iter().map(|(t, _)| *t).filter(|t| *t <= t_max).collect();
@@ -293,9 +323,10 @@ pub fn compare(
             if theory.loss[t] > floor {
                 s.max_loss_gap = s.max_loss_gap.max(gap.abs());
             }
+            let se_gap = in_se(theory.loss[t] - m, theory.loss_stderr[t]);
             let _ = writeln!(
                 loss_csv,
-                "{t},{width},{},{m:e},{sd:e},{:e},{:e},{gap:e}",
+                "{t},{width},{},{m:e},{sd:e},{:e},{:e},{gap:e},{se_gap:e}",
                 vals.len(),
                 theory.loss[t],
                 theory.loss_stderr[t]
@@ -332,18 +363,28 @@ pub fn compare(
                 }
                 let (m, sd) = mean_sd(&vals);
                 let pred = theory.outliers[k][t].first().copied();
+                let se = theory.outlier_stderr[k][t].first().copied();
                 let gap = pred.map(|p| (p - m) / m);
-                if let Some(g) = gap {
+                let edge_gap = pred.map(|p| (p - m) / (p - edge));
+                let se_gap = pred.zip(se).map(|(p, e)| in_se(p - m, e));
+                if let (Some(g), Some(eg), Some(sg)) = (gap, edge_gap, se_gap) {
                     s.max_outlier_gap = s.max_outlier_gap.max(g.abs());
+                    s.max_outlier_edge_gap = s.max_outlier_edge_gap.max(eg.abs());
                     s.outlier_steps += 1;
+                    if eg.abs() > EDGE_TOLERANCE && sg.abs() > 3.0 {
+                        s.outlier_steps_outside += 1;
+                    }
                 }
                 let fmt = |x: Option<f64>| x.map(|v| format!("{v:e}")).unwrap_or_default();
                 let _ = writeln!(
                     out_csv,
-                    "{t},{name},{width},{},{m:e},{sd:e},{},{},{edge}",
+                    "{t},{name},{width},{},{m:e},{sd:e},{},{},{},{},{},{edge}",
                     vals.len(),
                     fmt(pred),
-                    fmt(gap)
+                    fmt(se),
+                    fmt(gap),
+                    fmt(edge_gap),
+                    fmt(se_gap)
                 );
                 pts.push((t as f64, m));
                 errs.push(sd);
@@ -377,12 +418,21 @@ pub fn compare(
         });
         summaries.push(s);
     }
-    let mut summary_csv = String::from("width,seeds,max_loss_gap,min_alignment,max_outlier_gap,outlier_steps\n");
+    let mut summary_csv = String::from(
+        "width,seeds,max_loss_gap,min_alignment,max_outlier_gap,max_outlier_edge_gap,outlier_steps,outlier_steps_outside\n",
+    );
     for s in &summaries {
         let _ = writeln!(
             summary_csv,
-            "{},{},{:.6},{:.6},{:.6},{}",
-            s.width, s.seeds, s.max_loss_gap, s.min_alignment, s.max_outlier_gap, s.outlier_steps
+            "{},{},{:.6},{:.6},{:.6},{:.6},{},{}",
+            s.width,
+            s.seeds,
+            s.max_loss_gap,
+            s.min_alignment,
+            s.max_outlier_gap,
+            s.max_outlier_edge_gap,
+            s.outlier_steps,
+            s.outlier_steps_outside
         );
     }
     let mut files = Vec::new();
@@ -442,14 +492,23 @@ pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool
     let pred = compute_with_bar(cfg, opts, quiet)?;
     pred.write(out)?;
     let t = pred.steps();
-    println!("train loss: {:.4} at step 0, {:.4} at step {t}", pred.loss[0], pred.loss[t]);
+    let pm =
+        |v: f64, se: f64| if se.is_finite() && se > 0.0 { format!("{v:.4} ± {se:.4}") } else { format!("{v:.4}") };
+    println!(
+        "train loss: {:.4} at step 0, {} at step {t} (± one Monte-Carlo standard error)",
+        pred.loss[0],
+        pm(pred.loss[t], pred.loss_stderr[t])
+    );
     for (k, per_t) in pred.outliers.iter().enumerate() {
         // The BBP time: the first step after which W^ℓ has an outlier.
         match per_t.iter().position(|v| !v.is_empty()) {
             Some(first) => println!(
-                "W{}: first outlier after step {first}; top outlier at step {t}: {:.4} (MP edge 2)",
+                "W{}: first outlier after step {first}; top outlier at step {t}: {} (MP edge 2)",
                 k + 1,
-                per_t[t].first().copied().unwrap_or(f64::NAN)
+                pm(
+                    per_t[t].first().copied().unwrap_or(f64::NAN),
+                    pred.outlier_stderr[k][t].first().copied().unwrap_or(f64::NAN)
+                )
             ),
             None => println!("W{}: no outlier up to step {t} (top singular value at the MP edge 2)", k + 1),
         }
@@ -457,14 +516,15 @@ pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool
     let mut files: Vec<PathBuf> =
         ["loss.csv", "outliers.csv", "kernels.csv", "key.toml"].iter().map(|f| out.join(f)).collect();
     let loss = Panel {
-        title: "DMFT train loss (± Monte-Carlo standard error)".into(),
+        title: "DMFT train loss (± 2 Monte-Carlo standard errors)".into(),
         x_label: "step".into(),
         y_label: "train loss".into(),
         log_y: true,
         series: vec![Series {
             label: "DMFT".into(),
             points: pred.loss.iter().enumerate().map(|(t, l)| (t as f64, *l)).collect(),
-            y_err: pred.loss_stderr.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect(),
+            y_err: pred.loss_stderr.iter().map(|s| band(*s)).collect(),
+            band: true,
             ..Default::default()
         }],
         legend_right: true,
@@ -479,8 +539,10 @@ pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool
             .iter()
             .enumerate()
             .map(|(k, per_t)| Series {
-                label: format!("W{} top outlier", k + 1),
+                label: format!("W{} top outlier ± 2 SE", k + 1),
                 points: per_t.iter().enumerate().filter_map(|(t, v)| v.first().map(|x| (t as f64, *x))).collect(),
+                y_err: pred.outlier_stderr[k].iter().filter_map(|v| v.first().map(|s| band(*s))).collect(),
+                band: true,
                 color: k,
                 ..Default::default()
             })

@@ -23,6 +23,8 @@ pub struct Series {
     pub markers: bool,
     /// Symmetric vertical error bars (± value per point), drawn when non-empty.
     pub y_err: Vec<f64>,
+    /// Draw `y_err` as a shaded band around the line instead of bars.
+    pub band: bool,
 }
 
 /// A horizontal or vertical reference line.
@@ -273,7 +275,20 @@ where
         let data: Vec<(f64, f64)> =
             s.points.iter().cloned().filter(|&(x, y)| finite_for(x, lx) && finite_for(y, ly)).collect();
         let style = ShapeStyle::from(&c).stroke_width(2);
-        if !s.y_err.is_empty() {
+        if s.band && !s.y_err.is_empty() {
+            let pts: Vec<(f64, f64, f64)> = s
+                .points
+                .iter()
+                .zip(&s.y_err)
+                .filter(|&(&(x, y), &e)| e > 0.0 && finite_for(x, lx) && finite_for(y - e, ly) && finite_for(y + e, ly))
+                .map(|(&(x, y), &e)| (x, y - e, y + e))
+                .collect();
+            if pts.len() >= 2 {
+                let outline: Vec<(f64, f64)> =
+                    pts.iter().map(|p| (p.0, p.2)).chain(pts.iter().rev().map(|p| (p.0, p.1))).collect();
+                chart.draw_series(std::iter::once(Polygon::new(outline, c.mix(0.22).filled()))).map_err(err)?;
+            }
+        } else if !s.y_err.is_empty() {
             let bars = s
                 .points
                 .iter()

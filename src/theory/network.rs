@@ -52,7 +52,9 @@
 //! (no sampling), the reference the Monte-Carlo path is tested against.
 //!
 //! **Monte-Carlo error**: `replicas` independent solves; the solution is their mean and the
-//! loss carries the standard error of that mean.
+//! loss carries the standard error of that mean. Statistics that are nonlinear in the order
+//! parameters (the outliers) are computed on every replica too ([`solve_replicas`]); their
+//! spread over the replicas divided by √R is the standard error of the mean solution's value.
 
 use super::activation::Activation;
 use crate::rng::{Purpose, normals, stream};
@@ -275,6 +277,18 @@ pub fn solve(problem: &MupProblem, opts: &DmftOptions) -> DmftSolution {
 
 /// [`solve`], calling `progress(done)` after each of the `replicas · (T + 1)` steps.
 pub fn solve_with_progress(pr: &MupProblem, opts: &DmftOptions, progress: &mut dyn FnMut(usize)) -> DmftSolution {
+    solve_replicas(pr, opts, progress, &mut |_| {})
+}
+
+/// [`solve_with_progress`], also handing each replica's own solution to `each` before it is
+/// averaged in: a statistic computed per replica has the Monte-Carlo standard error
+/// sd/√R, which by the delta method is also the error of that statistic of the mean solution.
+pub fn solve_replicas(
+    pr: &MupProblem,
+    opts: &DmftOptions,
+    progress: &mut dyn FnMut(usize),
+    each: &mut dyn FnMut(&DmftSolution),
+) -> DmftSolution {
     let exact = pr.activation == Activation::Linear && opts.exact_linear;
     let replicas = if exact { 1 } else { opts.replicas.max(1) };
     let mut mean: Option<OrderParameters> = None;
@@ -287,10 +301,20 @@ pub fn solve_with_progress(pr: &MupProblem, opts: &DmftOptions, progress: &mut d
             progress(done)
         });
         losses.push(one.f.iter().enumerate().map(|(t, ft)| pr.step_loss(t, ft)).collect());
-        mean = Some(match mean {
-            None => one,
-            Some(acc) => acc.add(&one),
-        });
+        let mean_so_far = mean.map(|acc| acc.add(&one));
+        let sol = DmftSolution {
+            problem: pr.clone(),
+            phi: one.phi,
+            g: one.g,
+            a: one.a,
+            b: one.b,
+            f: one.f,
+            loss_stderr: vec![if exact { 0.0 } else { f64::NAN }; pr.times()],
+            replicas: if exact { 0 } else { 1 },
+        };
+        each(&sol);
+        let one = OrderParameters { phi: sol.phi, g: sol.g, a: sol.a, b: sol.b, f: sol.f };
+        mean = Some(mean_so_far.unwrap_or(one));
     }
     let op = mean.expect("at least one replica").scaled(1.0 / replicas as f64);
     let loss_stderr = (0..pr.times())

@@ -149,41 +149,90 @@ impl SpikeOrderParameters {
     }
 }
 
-/// The outliers of W^ℓ after each update count in `steps` (ascending, ≤ T), from one
-/// compression shared by all of them: the eigenmodes Q of the full-horizon C^φ above
-/// `tol`·λ_max restricted to the spikes before t span C^φ's range at time t (up to the dropped
-/// modes), so each time needs a thin QR of those rows and the k × k problem, not an S × S one.
-/// `tol = 0` keeps every mode (exact). Returns one list per step, largest first.
+/// The outliers of W^ℓ after each update count in `steps` (≤ T), from one compression shared
+/// by all of them: the eigenmodes M (n × k) of the full-horizon C^φ and C^g above `tol`·λ_max,
+/// restricted to the n_t spikes before t, span C^φ's and C^g's ranges at time t (up to the
+/// dropped modes). With M_t those first n_t rows and Q_t = M_t W_t an orthonormal basis of
+/// their span (W_t from the eigendecomposition of the Gram matrix M_tᵀM_t), the rotated order
+/// parameters are Q_tᵀ X Q_t = W_tᵀ (M_tᵀ X_t M_t) W_t, and Y_t = M_tᵀ X_t M_t grows by the
+/// new spikes' rows and columns only: each step costs O(P·n·k + k³) instead of the O(n²·k) of
+/// rotating the whole n × n block. `tol = 0` keeps every mode (exact). Returns one list per
+/// entry of `steps`, largest first.
 pub fn outliers_over_time(sol: &DmftSolution, layer: usize, steps: &[usize], tol: f64) -> Vec<Vec<f64>> {
     let horizon = steps.iter().copied().max().unwrap_or(0).min(sol.problem.steps);
     let full = sol.spike_order_parameters(layer, horizon);
     let modes = [super::network::low_rank_sqrt(&full.c_phi, tol), super::network::low_rank_sqrt(&full.c_g, tol)];
     let k = modes[0].ncols() + modes[1].ncols();
+    let m = Mat::from_fn(full.size(), k, |i, j| {
+        if j < modes[0].ncols() { modes[0][(i, j)] } else { modes[1][(i, j - modes[0].ncols())] }
+    });
     let p = sol.problem.p();
-    let spikes = &full.spikes;
-    steps
-        .iter()
-        .map(|&t| {
-            let n = spikes.iter().take_while(|&&b| b < t.min(horizon) * p).count();
-            if n == 0 || k == 0 {
-                return Vec::new();
+    let xs = [&full.c_phi, &full.c_g, &full.r_phi, &full.r_g];
+    let mut growing = GrowingProjection::new(k);
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by_key(|&i| steps[i]);
+    let mut out = vec![Vec::new(); steps.len()];
+    for i in order {
+        let n = full.spikes.iter().take_while(|&&b| b < steps[i].min(horizon) * p).count();
+        if n == 0 || k == 0 {
+            continue;
+        }
+        growing.extend_to(&m, &xs, n);
+        let [c_phi, c_g, r_phi, r_g] = growing.rotated();
+        out[i] = SpikeOrderParameters { c_phi, c_g, r_phi, r_g, spikes: Vec::new() }.outliers();
+    }
+    out
+}
+
+/// Y_X = M_nᵀ X_nn M_n for the four order parameters X and the Gram matrix M_nᵀM_n, for a
+/// growing prefix n of the spikes (see [`outliers_over_time`]).
+struct GrowingProjection {
+    n: usize,
+    y: [Mat<f64>; 4],
+    gram: Mat<f64>,
+}
+
+impl GrowingProjection {
+    fn new(k: usize) -> Self {
+        GrowingProjection { n: 0, y: std::array::from_fn(|_| Mat::zeros(k, k)), gram: Mat::zeros(k, k) }
+    }
+
+    /// Add the spikes o..n (O = 0..o the old ones, N = o..n the new):
+    /// Y += (M_Oᵀ X_{O,N}) M_N + M_Nᵀ (X_{N,0..n} M_{0..n}).
+    fn extend_to(&mut self, m: &Mat<f64>, xs: &[&Mat<f64>; 4], n: usize) {
+        let o = self.n;
+        if n <= o {
+            return;
+        }
+        let mn = m.subrows(o, n - o);
+        let mo = m.subrows(0, o);
+        let mall = m.subrows(0, n);
+        for (y, x) in self.y.iter_mut().zip(xs) {
+            if o > 0 {
+                let left = mo.transpose() * x.submatrix(0, o, o, n - o);
+                *y += left * mn;
             }
-            let rows = Mat::from_fn(n, k, |i, j| {
-                let (m, c) = if j < modes[0].ncols() { (&modes[0], j) } else { (&modes[1], j - modes[0].ncols()) };
-                m[(i, c)]
-            });
-            let q = rows.qr().compute_thin_Q();
-            let rot = |x: &Mat<f64>| q.transpose() * x.submatrix(0, 0, n, n) * &q;
-            SpikeOrderParameters {
-                c_phi: rot(&full.c_phi),
-                c_g: rot(&full.c_g),
-                r_phi: rot(&full.r_phi),
-                r_g: rot(&full.r_g),
-                spikes: Vec::new(),
-            }
-            .outliers()
-        })
-        .collect()
+            let right = x.submatrix(o, 0, n - o, n) * mall;
+            *y += mn.transpose() * right;
+        }
+        self.gram += mn.transpose() * mn;
+        self.n = n;
+    }
+
+    /// W_tᵀ Y_X W_t for each X, W_t = V Λ^{-1/2} over the Gram eigenmodes above 1e-12·λ_max
+    /// (so M_n W_t has orthonormal columns spanning M_n's range).
+    fn rotated(&self) -> [Mat<f64>; 4] {
+        let k = self.gram.nrows();
+        let sym = Mat::from_fn(k, k, |i, j| 0.5 * (self.gram[(i, j)] + self.gram[(j, i)]));
+        let Ok(eig) = sym.self_adjoint_eigen(faer::Side::Lower) else {
+            return std::array::from_fn(|_| Mat::zeros(0, 0));
+        };
+        let vals: Vec<f64> = (0..k).map(|i| eig.S()[i]).collect();
+        let lmax = vals.iter().cloned().fold(0.0, f64::max);
+        let keep: Vec<usize> = (0..k).filter(|&i| vals[i] > 1e-12 * lmax && vals[i] > 0.0).collect();
+        let w = Mat::from_fn(k, keep.len(), |r, j| eig.U()[(r, keep[j])] / vals[keep[j]].sqrt());
+        std::array::from_fn(|i| w.transpose() * &self.y[i] * &w)
+    }
 }
 
 /// Orthonormal columns spanning the eigenmodes of `c_phi` and of `c_g` above `tol` times each
