@@ -374,6 +374,9 @@ const CASES: &[Case] = &[
     ),
     case("mup missing config", "theory mup nope.toml --out th", 2, &["nope.toml"]),
     case("mup zero samples", "theory mup c.toml --out th --samples 1", 2, &["--samples"]),
+    case("mup zero response samples", "theory mup c.toml --out th --response-samples 0", 2, &["--response-samples"]),
+    case("mup zero replicas", "theory mup c.toml --out th --replicas 0", 2, &["--replicas"]),
+    case("bench dmft negative cutoff", "bench dmft --p 4 --steps 2 --outlier-tol=-1", 2, &["--outlier-tol"]),
     case("mup huge horizon", "theory mup c.toml --out th --set train.steps=10000000", 2, &["memory"]),
     // --- compare ---
     case("compare a non-run", "compare empty", 2, &["config.toml"]),

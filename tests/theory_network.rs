@@ -216,3 +216,51 @@ fn outlier_standard_errors_cover_independent_solves() {
     let exact = MupPrediction::compute(&lin, &opts, &mut |_, _| {}).expect("prediction");
     assert!(exact.outlier_stderr[1][50].iter().all(|s| *s == 0.0) && !exact.outliers[1][50].is_empty());
 }
+
+#[test]
+fn theory_matches_trained_networks_at_half_the_init_variance() {
+    // σ² = 0.5 (every other test uses 1): W¹ and W² escape far (≈ 2.45 and 2.9 at step 60).
+    // Loss within 3%; each top outlier within 3 theory standard errors or 5% of its predicted
+    // distance above the MP edge (measured: 2.4% for both, 2.0 and 1.4 SE; N = 2048, 2 seeds).
+    use specdyn::compare::MupPrediction;
+    let steps = 60;
+    let cfg = config(&["model.init_variance=0.5", &format!("train.steps={steps}"), "model.width=2048"]);
+    let opts = DmftOptions { samples: 500, response_samples: 100, replicas: 4, seed: 0, exact_linear: true };
+    let pred = MupPrediction::compute(&cfg, &opts, &mut |_, _| {}).expect("prediction");
+    let seeds = 2;
+    let mut loss = vec![0.0; steps + 1];
+    let mut top = [0.0; 2];
+    for seed in 0..seeds {
+        let mut c = cfg.clone();
+        c.seed = seed;
+        let mut at_t = Trainer::<Flex>::new(c, Default::default()).expect("trainer");
+        for (t, l) in loss.iter_mut().enumerate() {
+            let g = at_t.gradients();
+            *l += g.loss() / seeds as f64;
+            if t < steps {
+                at_t.apply(g);
+            }
+        }
+        let n = cfg.model.width;
+        let w = at_t.model.to_host();
+        for (k, v) in top.iter_mut().enumerate() {
+            let init_std = at_t.model.info[k + 1].rule.init_std;
+            *v += singular_values(&w[k + 1], n, n)[0] / (init_std * (n as f64).sqrt()) / seeds as f64;
+        }
+    }
+    for (t, (th, run)) in pred.loss.iter().zip(&loss).enumerate() {
+        let gap = (th - run).abs() / run;
+        assert!(gap < 0.03, "t = {t}: DMFT {th} vs N = 2048 {run} ({:.1}%)", 100.0 * gap);
+    }
+    for (k, run) in top.iter().enumerate() {
+        let (theory, se) = (pred.outliers[k][steps][0], pred.outlier_stderr[k][steps][0]);
+        let gap = (theory - run).abs();
+        assert!(theory > 2.3, "W{} must be far above the edge at σ² = 0.5: {theory}", k + 1);
+        assert!(
+            gap < (3.0 * se).max(0.05 * (theory - 2.0)),
+            "W{}: DMFT {theory} ± {se} vs N = 2048 {run} ({:.1}% of the distance above the edge)",
+            k + 1,
+            100.0 * gap / (theory - 2.0)
+        );
+    }
+}

@@ -650,6 +650,12 @@ where
             Ok(0)
         }
         Command::Bench { what: BenchWhat::Dmft { config, p, steps, outlier_tol, dmft } } => {
+            if !(0.0..1.0).contains(&outlier_tol) {
+                return Err(Error::config(
+                    format!("--outlier-tol {outlier_tol} is not in [0, 1)"),
+                    "a relative eigenvalue cutoff, e.g. --outlier-tol 1e-6 (0 keeps every mode)",
+                ));
+            }
             let opts = dmft.options()?;
             set_threads(dmft.threads);
             for t in steps {

@@ -48,24 +48,28 @@ pub struct Triplets {
     pub v: Mat<f64>,
 }
 
-/// Top-k singular triplets by randomized subspace iteration (Halko, Martinsson & Tropp 2011,
-/// Alg. 4.4): k + 10 Gaussian probes from stream `seed`, 6 power iterations with
-/// re-orthonormalization, then the exact SVD of the small projected matrix. Deterministic for a
-/// given seed. An outlier σ_i separated from the bulk edge σ_b converges like (σ_b/σ_i)^13 in
-/// angle (≈1e-6 in value for σ_i = 1.7σ_b); values inside the bulk are approximate.
+/// Top-k singular triplets by randomized block Krylov iteration (Musco & Musco 2015; Halko,
+/// Martinsson & Tropp 2011, Alg. 4.4 keeps only the last block): k + 10 Gaussian probes from
+/// stream `seed`, 6 power iterations with re-orthonormalization, then Rayleigh–Ritz on the span
+/// of **every** iterate [AΩ, (AAᵀ)AΩ, …, (AAᵀ)⁶AΩ] (7(k + 10) columns): the exact SVD of the
+/// projected matrix. Deterministic for a given seed. An outlier separated from the bulk edge
+/// converges to ~1e-6; values at the bulk edge, where the spectrum is clustered, are Ritz values
+/// slightly below the truth: on a 2048 × 2048 Gaussian matrix the top value comes out 0.2% low,
+/// where the last block alone (subspace iteration) gave 2.8% low (numpy check; the unit test
+/// `krylov_triplets_reach_the_bulk_edge` bounds it at 1024 × 1024).
 ///
 /// The iterations only find the subspace, so they run in f32 (half the memory traffic, twice
-/// the SIMD width: 2× faster at N = 2048); the projection Qᵀ A and its SVD are f64, so the
-/// values are Rayleigh–Ritz values of an f64 matrix, accurate to second order in the
-/// subspace's f32 error.
+/// the SIMD width); the basis, the projection Qᵀ A and its SVD are f64, so the values are
+/// Rayleigh–Ritz values of an f64 matrix, accurate to second order in the subspace's f32 error.
 pub fn top_triplets(a: MatRef<'_, f64>, k: usize, seed: u64) -> Triplets {
     let (r, c) = (a.nrows(), a.ncols());
     let k = k.min(r.min(c));
     if k == 0 {
         return Triplets { values: vec![], u: Mat::zeros(r, 0), v: Mat::zeros(c, 0) };
     }
+    const POWER_ITERATIONS: usize = 6;
     let l = (k + 10).min(r.min(c));
-    if l == r.min(c) || r.min(c) <= 64 {
+    if l * (POWER_ITERATIONS + 1) >= r.min(c) || r.min(c) <= 64 {
         // Small enough: exact thin SVD.
         return exact_triplets(a, k);
     }
@@ -73,12 +77,14 @@ pub fn top_triplets(a: MatRef<'_, f64>, k: usize, seed: u64) -> Triplets {
     let g = normals(&mut stream(seed, Purpose::Analysis, 7), c * l);
     let omega = Mat::<f32>::from_fn(c, l, |i, j| g[i * l + j] as f32);
     let mut q = orthonormal(&(&a32 * &omega));
-    for _ in 0..6 {
+    let mut blocks = vec![q.clone()];
+    for _ in 0..POWER_ITERATIONS {
         let z = orthonormal(&(a32.transpose() * &q));
         q = orthonormal(&(&a32 * &z));
+        blocks.push(q.clone());
     }
-    let q = orthonormal(&Mat::<f64>::from_fn(r, l, |i, j| q[(i, j)] as f64));
-    let b = q.transpose() * a; // l × c
+    let q = orthonormal(&Mat::<f64>::from_fn(r, l * blocks.len(), |i, j| blocks[j / l][(i, j % l)] as f64));
+    let b = q.transpose() * a; // 7l × c
     let svd = match b.thin_svd() {
         Ok(s) => s,
         Err(_) => return exact_triplets(a, k),
@@ -141,6 +147,23 @@ mod tests {
         // [[3, 0], [4, 5]] has singular values √45 and √5.
         let s = singular_values(&[3.0, 0.0, 4.0, 5.0], 2, 2);
         assert!((s[0] - 45f64.sqrt()).abs() < 1e-12 && (s[1] - 5f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn krylov_triplets_reach_the_bulk_edge() {
+        // A pure-noise 1024 × 1024 matrix: the top values sit in the clustered bulk edge, where
+        // the last power iterate alone came out 1.7% low (numpy, same sizes). The block Krylov
+        // Ritz values are lower bounds within 0.3% (top) and 1% (top 8) of the exact values.
+        let n = 1024;
+        let data: Vec<f64> = normals(&mut stream(5, Purpose::Analysis, 0), n * n);
+        let a = Mat::from_fn(n, n, |i, j| data[i * n + j] / (n as f64).sqrt());
+        let exact = singular_values_of(a.as_ref());
+        let t = top_triplets(a.as_ref(), 8, 3);
+        for (i, (got, want)) in t.values.iter().zip(&exact).enumerate() {
+            assert!(*got <= want + 1e-9, "Ritz value {i} above the exact one: {got} vs {want}");
+            let tol = if i == 0 { 3e-3 } else { 1e-2 };
+            assert!((want - got) / want < tol, "value {i}: {got} vs exact {want}");
+        }
     }
 
     #[test]
