@@ -22,6 +22,36 @@ fn problem(overrides: &[&str]) -> MupProblem {
     specdyn::compare::mup_problem(&config(overrides)).expect("a DMFT problem")
 }
 
+/// Train `cfg` for its `train.steps` with seeds 0..seeds: the mean loss at every step 0..=T
+/// and the trained networks.
+fn train_seeds(cfg: &RunConfig, seeds: u64) -> (Vec<f64>, Vec<Trainer<Flex>>) {
+    let steps = cfg.train.steps as usize;
+    let mut loss = vec![0.0; steps + 1];
+    let mut trained = Vec::new();
+    for seed in 0..seeds {
+        let mut c = cfg.clone();
+        c.seed = seed;
+        let mut at_t = Trainer::<Flex>::new(c, Default::default()).expect("trainer");
+        for (t, l) in loss.iter_mut().enumerate() {
+            let g = at_t.gradients();
+            *l += g.loss() / seeds as f64;
+            if t < steps {
+                at_t.apply(g);
+            }
+        }
+        trained.push(at_t);
+    }
+    (loss, trained)
+}
+
+/// The top normalized singular value s/(σ_init √N) of the N × N hidden matrix W^layer (exact;
+/// MP edge 2).
+fn top_normalized(at_t: &Trainer<Flex>, layer: usize) -> f64 {
+    let n = at_t.config.model.width;
+    let init_std = at_t.model.info[layer].rule.init_std;
+    singular_values(&at_t.model.to_host()[layer], n, n)[0] / (init_std * (n as f64).sqrt())
+}
+
 #[test]
 fn linear_monte_carlo_matches_exact_solution() {
     // Linear φ: the exact matrix solution vs the Monte-Carlo sampler with derivative responses.
@@ -126,32 +156,16 @@ fn theory_matches_trained_networks() {
     let pr = specdyn::compare::mup_problem(&cfg).expect("problem");
     let sol = solve(&pr, &DmftOptions { response_samples: 100, ..Default::default() });
     let theory = sol.loss();
-    let seeds = 2;
-    let mut loss = vec![0.0; steps + 1];
-    let mut top_w2 = 0.0;
+    let (loss, trained) = train_seeds(&cfg, 2);
     let mut min_align = f64::INFINITY;
-    for seed in 0..seeds {
-        let mut c = cfg.clone();
-        c.seed = seed;
-        let mut at_t = Trainer::<Flex>::new(c, Default::default()).expect("trainer");
-        for (t, l) in loss.iter_mut().enumerate() {
-            let g = at_t.gradients();
-            *l += g.loss() / seeds as f64;
-            if t < steps {
-                at_t.apply(g);
-            }
-        }
-        for (k, kern) in hidden_kernels(&at_t).iter().enumerate() {
+    for at_t in &trained {
+        for (k, kern) in hidden_kernels(at_t).iter().enumerate() {
             let th = sol.phi_at(k + 1, steps);
             let th: Vec<f64> = (0..pr.p() * pr.p()).map(|i| th[(i / pr.p(), i % pr.p())]).collect();
             min_align = min_align.min(alignment(kern, &th));
         }
-        // W² is N × N: normalized singular values s/(σ_init √N), MP edge 2.
-        let n = cfg.model.width;
-        let init_std = at_t.model.info[2].rule.init_std;
-        let w = at_t.model.to_host();
-        top_w2 += singular_values(&w[2], n, n)[0] / (init_std * (n as f64).sqrt()) / seeds as f64;
     }
+    let top_w2 = trained.iter().map(|at_t| top_normalized(at_t, 2)).sum::<f64>() / trained.len() as f64;
     for t in 0..=steps {
         let gap = (theory[t] - loss[t]).abs() / loss[t];
         assert!(gap < 0.03, "t = {t}: DMFT {} vs N = 1024 {} ({:.1}%)", theory[t], loss[t], 100.0 * gap);
@@ -228,27 +242,10 @@ fn theory_matches_trained_networks_at_half_the_init_variance() {
     let cfg = config(&["model.init_variance=0.5", &format!("train.steps={steps}"), "model.width=2048"]);
     let opts = DmftOptions { samples: 500, response_samples: 100, replicas: 4, seed: 0, exact_linear: true };
     let pred = MupPrediction::compute(&cfg, &opts, &mut |_, _| {}).expect("prediction");
-    let seeds = 2;
-    let mut loss = vec![0.0; steps + 1];
-    let mut top = [0.0; 2];
-    for seed in 0..seeds {
-        let mut c = cfg.clone();
-        c.seed = seed;
-        let mut at_t = Trainer::<Flex>::new(c, Default::default()).expect("trainer");
-        for (t, l) in loss.iter_mut().enumerate() {
-            let g = at_t.gradients();
-            *l += g.loss() / seeds as f64;
-            if t < steps {
-                at_t.apply(g);
-            }
-        }
-        let n = cfg.model.width;
-        let w = at_t.model.to_host();
-        for (k, v) in top.iter_mut().enumerate() {
-            let init_std = at_t.model.info[k + 1].rule.init_std;
-            *v += singular_values(&w[k + 1], n, n)[0] / (init_std * (n as f64).sqrt()) / seeds as f64;
-        }
-    }
+    let (loss, trained) = train_seeds(&cfg, 2);
+    let top: Vec<f64> = (1..=2)
+        .map(|layer| trained.iter().map(|at_t| top_normalized(at_t, layer)).sum::<f64>() / trained.len() as f64)
+        .collect();
     for (t, (th, run)) in pred.loss.iter().zip(&loss).enumerate() {
         let gap = (th - run).abs() / run;
         assert!(gap < 0.03, "t = {t}: DMFT {th} vs N = 2048 {run} ({:.1}%)", 100.0 * gap);
