@@ -55,7 +55,7 @@ pub struct Triplets {
 /// projected matrix. Deterministic for a given seed. An outlier separated from the bulk edge
 /// converges to ~1e-6; values at the bulk edge, where the spectrum is clustered, are Ritz values
 /// slightly below the truth: on a 2048 × 2048 Gaussian matrix the top value comes out 0.2% low,
-/// where the last block alone (subspace iteration) gave 2.8% low (numpy check; the unit test
+/// where the last block alone (subspace iteration) gave 2.8% low (scripts/check_topk_edge.py; the unit test
 /// `krylov_triplets_reach_the_bulk_edge` bounds it at 1024 × 1024).
 ///
 /// The iterations only find the subspace, so they run in f32 (half the memory traffic, twice
