@@ -1,6 +1,11 @@
 //! Theory next to trained runs (`specdyn compare`): the μP DMFT of the runs' config (computed
 //! once, cached in each run's `theory/`), against every run's loss, hidden feature kernels and
-//! top singular values of the hidden weights, grouped by width (mean ± sd over seeds).
+//! top singular values of every weight matrix, grouped by width (mean ± sd over seeds).
+//!
+//! Units: the hidden W^ℓ in normalized singular values (MP edge 2 at every width); the first
+//! layer W⁰ (N × D) as singular values of W⁰/(σ√N), whose bulk edge 1 + √(D/N) tends to 1, with
+//! the theory at each width from the finite-N rectangular law
+//! ([`MupPrediction::first_layer_at_width`]) and, in the figure, also its N → ∞ limit.
 //!
 //! Output tables (long format, one row per step × quantity × width):
 //!
@@ -70,7 +75,8 @@ pub struct RunMeasurement {
     pub config: RunConfig,
     /// (step, train loss) from metrics.csv.
     pub loss: Vec<(usize, f64)>,
-    /// Top normalized singular value of each hidden matrix: name → (step, value); and its MP edge.
+    /// Top singular value of each weight matrix: name → (step, value), and its MP edge (units
+    /// in the module docs).
     pub top: BTreeMap<String, Vec<(usize, f64)>>,
     pub mp_edge: BTreeMap<String, f64>,
     /// (step, kernel index ℓ−1, alignment with the theory).
@@ -122,9 +128,15 @@ impl RunMeasurement {
         let (cm, ck, cst, cr, cv, ce) = (cm?, ck?, cst?, cr?, cv?, ce?);
         let mut top: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
         let mut mp_edge = BTreeMap::new();
-        for r in rows.iter().filter(|r| r[ck] == "hidden" && r[cr] == "1") {
-            top.entry(r[cm].clone()).or_default().push((parse(&r[cst], &spectra)? as usize, parse(&r[cv], &spectra)?));
-            mp_edge.insert(r[cm].clone(), parse(&r[ce], &spectra)?);
+        // spectra.csv normalizes W⁰ (N × D) by σ√D; × √(D/N) gives W⁰/(σ√N).
+        let first = MupPrediction::matrix_name(0);
+        let (input_dim, _) = prediction::first_layer_shape(&config)?;
+        let to_sqrt_n = (input_dim as f64 / config.model.width as f64).sqrt();
+        for r in rows.iter().filter(|r| (r[ck] == "hidden" || r[cm] == first) && r[cr] == "1") {
+            let unit = if r[cm] == first { to_sqrt_n } else { 1.0 };
+            let value = parse(&r[cv], &spectra)? * unit;
+            top.entry(r[cm].clone()).or_default().push((parse(&r[cst], &spectra)? as usize, value));
+            mp_edge.insert(r[cm].clone(), parse(&r[ce], &spectra)? * unit);
         }
         let mut alignment = Vec::new();
         for (_, path) in run.step_checkpoints() {
@@ -269,16 +281,20 @@ pub fn compare(
         band: true,
         ..Default::default()
     }];
-    let hidden: Vec<String> = (1..theory.depth).map(MupPrediction::matrix_name).collect();
-    let mut outlier_panels: Vec<Panel> = hidden
+    let matrices: Vec<String> = (0..theory.depth).map(MupPrediction::matrix_name).collect();
+    let (input_dim, input_rank) = prediction::first_layer_shape(&measured[0].config)?;
+    let mut outlier_panels: Vec<Panel> = matrices
         .iter()
         .enumerate()
         .map(|(k, name)| Panel {
-            title: format!("top singular value of W{} ({name})", k + 1),
+            title: match k {
+                0 => format!("top singular value of W⁰/(σ√N) ({name})"),
+                _ => format!("top singular value of W{k} ({name})"),
+            },
             x_label: "step".into(),
-            y_label: "normalized singular value".into(),
+            y_label: if k == 0 { "singular value / (σ√N)" } else { "normalized singular value" }.into(),
             series: vec![Series {
-                label: "DMFT outlier ± 2 SE".into(),
+                label: if k == 0 { "DMFT outlier (N → ∞) ± 2 SE" } else { "DMFT outlier ± 2 SE" }.into(),
                 points: theory.outliers[k]
                     .iter()
                     .enumerate()
@@ -289,7 +305,11 @@ pub fn compare(
                 color: 0,
                 ..Default::default()
             }],
-            ref_lines: vec![RefLine { value: 2.0, label: "MP edge".into(), vertical: false }],
+            ref_lines: vec![RefLine {
+                value: prediction::infinite_width_edge(k),
+                label: if k == 0 { "bulk (N → ∞)" } else { "MP edge" }.into(),
+                vertical: false,
+            }],
             ..Default::default()
         })
         .collect();
@@ -345,8 +365,27 @@ pub fn compare(
             ..Default::default()
         });
         // Outliers.
-        for (k, name) in hidden.iter().enumerate() {
-            let edge = group[0].mp_edge.get(name).copied().unwrap_or(2.0);
+        for (k, name) in matrices.iter().enumerate() {
+            let edge = group[0].mp_edge.get(name).copied().unwrap_or(prediction::infinite_width_edge(k));
+            // The theory at this width: the DMFT value, or for W⁰ its finite-N rectangular law.
+            let predicted = |t: usize| -> (Option<f64>, Option<f64>) {
+                match k {
+                    0 => {
+                        let at = theory.first_layer_at_width(t, *width, input_dim, input_rank);
+                        (at.first().map(|x| x.0), at.first().map(|x| x.1))
+                    }
+                    _ => (theory.outliers[k][t].first().copied(), theory.outlier_stderr[k][t].first().copied()),
+                }
+            };
+            if k == 0 {
+                outlier_panels[0].series.push(Series {
+                    label: format!("theory at N = {width}"),
+                    points: (0..=t_max).filter_map(|t| predicted(t).0.map(|v| (t as f64, v))).collect(),
+                    color,
+                    dashed: true,
+                    ..Default::default()
+                });
+            }
             let steps: Vec<usize> = group[0]
                 .top
                 .get(name)
@@ -362,8 +401,7 @@ pub fn compare(
                     continue;
                 }
                 let (m, sd) = mean_sd(&vals);
-                let pred = theory.outliers[k][t].first().copied();
-                let se = theory.outlier_stderr[k][t].first().copied();
+                let (pred, se) = predicted(t);
                 let gap = pred.map(|p| (p - m) / m);
                 let edge_gap = pred.map(|p| (p - m) / (p - edge));
                 let se_gap = pred.zip(se).map(|(p, e)| in_se(p - m, e));
@@ -480,10 +518,8 @@ pub fn compare(
         &fig("μP DMFT vs training: loss and kernels", vec![loss_panel, gap_panel, align_panel]),
         &out.join("compare-loss"),
     )?);
-    files.extend(save_figure(
-        &fig("hidden-weight outliers: DMFT vs training", outlier_panels),
-        &out.join("compare-outliers"),
-    )?);
+    files
+        .extend(save_figure(&fig("weight outliers: DMFT vs training", outlier_panels), &out.join("compare-outliers"))?);
     Ok((summaries, files))
 }
 
@@ -501,16 +537,19 @@ pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool
     );
     for (k, per_t) in pred.outliers.iter().enumerate() {
         // The BBP time: the first step after which W^ℓ has an outlier.
+        let unit = match k {
+            0 => "singular value of W⁰/(σ√N) as N → ∞; bulk at 1",
+            _ => "normalized; MP edge 2",
+        };
         match per_t.iter().position(|v| !v.is_empty()) {
             Some(first) => println!(
-                "W{}: first outlier after step {first}; top outlier at step {t}: {} (MP edge 2)",
-                k + 1,
+                "W{k}: first outlier after step {first}; top outlier at step {t}: {} ({unit})",
                 pm(
                     per_t[t].first().copied().unwrap_or(f64::NAN),
                     pred.outlier_stderr[k][t].first().copied().unwrap_or(f64::NAN)
                 )
             ),
-            None => println!("W{}: no outlier up to step {t} (top singular value at the MP edge 2)", k + 1),
+            None => println!("W{k}: no outlier up to step {t} ({unit})"),
         }
     }
     let mut files: Vec<PathBuf> =
@@ -530,30 +569,34 @@ pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool
         legend_right: true,
         ..Default::default()
     };
+    let outlier_series = |k: usize, per_t: &Vec<Vec<f64>>| Series {
+        label: format!("W{k} top outlier ± 2 SE"),
+        points: per_t.iter().enumerate().filter_map(|(t, v)| v.first().map(|x| (t as f64, *x))).collect(),
+        y_err: pred.outlier_stderr[k].iter().filter_map(|v| v.first().map(|s| band(*s))).collect(),
+        band: true,
+        color: k,
+        ..Default::default()
+    };
+    let first = Panel {
+        title: "predicted first-layer outlier (N → ∞ at fixed D)".into(),
+        x_label: "step".into(),
+        y_label: "singular value of W⁰ / (σ√N)".into(),
+        series: vec![outlier_series(0, &pred.outliers[0])],
+        ref_lines: vec![RefLine { value: 1.0, label: "bulk".into(), vertical: false }],
+        ..Default::default()
+    };
     let outliers = Panel {
         title: "predicted outliers of the hidden weights".into(),
         x_label: "step".into(),
         y_label: "normalized singular value".into(),
-        series: pred
-            .outliers
-            .iter()
-            .enumerate()
-            .map(|(k, per_t)| Series {
-                label: format!("W{} top outlier ± 2 SE", k + 1),
-                points: per_t.iter().enumerate().filter_map(|(t, v)| v.first().map(|x| (t as f64, *x))).collect(),
-                y_err: pred.outlier_stderr[k].iter().filter_map(|v| v.first().map(|s| band(*s))).collect(),
-                band: true,
-                color: k,
-                ..Default::default()
-            })
-            .collect(),
+        series: pred.outliers.iter().enumerate().skip(1).map(|(k, per_t)| outlier_series(k, per_t)).collect(),
         ref_lines: vec![RefLine { value: 2.0, label: "MP edge".into(), vertical: false }],
         ..Default::default()
     };
     let fig = Figure {
         title: "μP infinite-width DMFT".into(),
-        panels: vec![loss, outliers],
-        columns: 2,
+        panels: vec![loss, first, outliers],
+        columns: 3,
         panel_size: (640, 440),
     };
     files.extend(save_figure(&fig, &out.join("theory-mup"))?);

@@ -6,14 +6,14 @@
 //! |---|---|
 //! | `key.toml` | the theory-relevant config and solver options (the cache key) |
 //! | `loss.csv` | step, train_loss, stderr |
-//! | `outliers.csv` | step, matrix, rank, value, stderr (normalized singular values, MP edge 2; stderr: Monte-Carlo standard error over the replicas, NaN with one) |
+//! | `outliers.csv` | step, matrix, rank, value, stderr (hidden W^ℓ: normalized singular values, MP edge 2; the first layer `layers.0.weight`: singular values of W⁰/(σ√N) as N → ∞ at fixed D, bulk edge 1; stderr: Monte-Carlo standard error over the replicas, NaN with one) |
 //! | `kernels.csv` | step, kernel (`phi1` … `phiL`, `ntk`), i, j, value (P × P at equal times) |
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::Parameterization;
 use crate::theory::network::{DmftOptions, DmftSolution, MupProblem, solve_replicas};
-use crate::theory::weight_outliers::outliers_over_time;
+use crate::theory::weight_outliers::{first_layer_outliers_at_width, outliers_over_time};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -79,6 +79,21 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
     })
 }
 
+/// The first layer's input dimension D and the rank r of K^x for a run config (the bulk of
+/// W⁰ has D − r directions that training never touches; see `theory::weight_outliers`).
+pub fn first_layer_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
+    let data = crate::data::Dataset::from_config(cfg)?;
+    let crate::data::TrainSet::Fixed(crate::data::Samples::Host(train)) = &data.train else {
+        return Err(Error::config(
+            "the first-layer theory needs a fixed training set held in memory",
+            "use synthetic or array data with data.online = false",
+        ));
+    };
+    let p = mup_problem(cfg)?;
+    let rank = crate::theory::weight_outliers::first_layer_spikes(&p.kx, &p.kx, 1.0).len();
+    Ok((train.d, rank))
+}
+
 /// Memory of a DMFT solve: per layer six S × S order-parameter and kernel matrices and eight
 /// samples × S field arrays, S = P·(T + 1) super-indices.
 pub fn dmft_memory(problem: &MupProblem, opts: &DmftOptions) -> crate::resources::MemoryEstimate {
@@ -98,7 +113,7 @@ pub fn dmft_memory(problem: &MupProblem, opts: &DmftOptions) -> crate::resources
 pub const OUTLIER_TOL: f64 = 1e-6;
 
 /// Bumped whenever the solver or the outlier computation changes, so old caches are recomputed.
-pub const THEORY_REVISION: u32 = 3;
+pub const THEORY_REVISION: u32 = 4;
 
 /// Everything the theory predicts for a run config, at every step 0..=T.
 #[derive(Clone, Debug)]
@@ -110,9 +125,12 @@ pub struct MupPrediction {
     pub loss_stderr: Vec<f64>,
     /// `kernels[t][k]`: Φ^{k+1} for k < L, then the NTK; each P × P row-major.
     pub kernels: Vec<Vec<Vec<f64>>>,
-    /// `outliers[ℓ−1][t]`: outliers of W^ℓ (ℓ = 1..L−1) after t updates, largest first.
+    /// `outliers[ℓ][t]`: outliers of W^ℓ (ℓ = 0..L−1) after t updates, largest first; for the
+    /// hidden W^ℓ normalized singular values (MP edge 2), for the first layer W⁰ singular values
+    /// of W⁰/(σ√N) as N → ∞ at fixed D (edge 1; [`MupPrediction::first_layer_at_width`] gives
+    /// the finite-N values).
     pub outliers: Vec<Vec<Vec<f64>>>,
-    /// `outlier_stderr[ℓ−1][t][r]`: the Monte-Carlo standard error of `outliers[ℓ−1][t][r]`
+    /// `outlier_stderr[ℓ][t][r]`: the Monte-Carlo standard error of `outliers[ℓ][t][r]`
     /// ([`outlier_stderr`]; 0 for an exact solve, NaN with one replica).
     pub outlier_stderr: Vec<Vec<Vec<f64>>>,
 }
@@ -160,7 +178,7 @@ impl MupPrediction {
         let mut per_replica = Vec::new();
         let sol = solve_replicas(&problem, opts, &mut |done| progress(done, total), &mut |one| {
             if opts.replicas > 1 && one.replicas == 1 {
-                per_replica.push((1..problem.depth).map(|l| outliers_over_time(one, l, &steps, OUTLIER_TOL)).collect());
+                per_replica.push(all_outliers(one, &steps));
             }
         });
         let mut pred = Self::from_solution(&sol, cache_key(cfg, opts));
@@ -178,8 +196,7 @@ impl MupPrediction {
             .map(|t| (1..=depth).map(|l| flat(sol.phi_at(l, t))).chain(std::iter::once(flat(sol.ntk_at(t)))).collect())
             .collect();
         let steps: Vec<usize> = (0..pr.times()).collect();
-        let outliers: Vec<Vec<Vec<f64>>> =
-            (1..depth).map(|l| outliers_over_time(sol, l, &steps, OUTLIER_TOL)).collect();
+        let outliers = all_outliers(sol, &steps);
         let outlier_stderr = outlier_stderr(&outliers, &[], sol.replicas);
         MupPrediction {
             key,
@@ -207,6 +224,27 @@ impl MupPrediction {
         format!("layers.{layer}.weight")
     }
 
+    /// The first-layer outliers at step t for a network of width N with input dimension D and
+    /// K^x of rank r: the DMFT's spike strengths θ = (value)² through the finite-N laws
+    /// ([`first_layer_outliers_at_width`]), each standard error carried through the same map.
+    /// Singular values of W⁰/(σ√N), largest first.
+    pub fn first_layer_at_width(&self, t: usize, width: usize, input_dim: usize, rank: usize) -> Vec<(f64, f64)> {
+        let map = |v: f64| first_layer_outliers_at_width(&[v * v], width, input_dim, rank).first().copied();
+        self.outliers[0][t]
+            .iter()
+            .zip(&self.outlier_stderr[0][t])
+            .filter_map(|(&v, &se)| {
+                let m = map(v)?;
+                let se = match (map(v + se), map(v - se)) {
+                    (Some(hi), Some(lo)) if se.is_finite() => 0.5 * (hi - lo),
+                    (Some(hi), None) if se.is_finite() => hi - m,
+                    _ => se,
+                };
+                Some((m, se))
+            })
+            .collect()
+    }
+
     /// Write the tables into `dir` (each file atomically).
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
@@ -219,7 +257,7 @@ impl MupPrediction {
             for (t, vals) in per_t.iter().enumerate() {
                 for (r, v) in vals.iter().enumerate() {
                     let se = self.outlier_stderr[k][t][r];
-                    let _ = writeln!(out, "{t},{},{},{v:e},{se:e}", Self::matrix_name(k + 1), r + 1);
+                    let _ = writeln!(out, "{t},{},{},{v:e},{se:e}", Self::matrix_name(k), r + 1);
                 }
             }
         }
@@ -289,7 +327,7 @@ impl MupPrediction {
             }
             kernels[t][k][i * p + j] = num(&r[4], "kernels.csv")?;
         }
-        let mut outliers = vec![vec![Vec::new(); times]; depth.saturating_sub(1)];
+        let mut outliers = vec![vec![Vec::new(); times]; depth];
         let mut outlier_stderr = outliers.clone();
         for r in rows("outliers.csv")? {
             let bad = || corrupt(&dir.join("outliers.csv"), format!("unexpected row {r:?}"));
@@ -298,11 +336,11 @@ impl MupPrediction {
             }
             let t = r[0].parse::<usize>().map_err(|_| bad())?;
             let layer = r[1].split('.').nth(1).and_then(|s| s.parse::<usize>().ok()).ok_or_else(bad)?;
-            if t >= times || layer == 0 || layer >= depth {
+            if t >= times || layer >= depth {
                 return Err(bad());
             }
-            outliers[layer - 1][t].push(num(&r[3], "outliers.csv")?);
-            outlier_stderr[layer - 1][t].push(num(&r[4], "outliers.csv")?);
+            outliers[layer][t].push(num(&r[3], "outliers.csv")?);
+            outlier_stderr[layer][t].push(num(&r[4], "outliers.csv")?);
         }
         if kernels.iter().flatten().flatten().any(|v| v.is_nan()) {
             return Err(corrupt(&dir.join("kernels.csv"), "some kernel entries are missing".into()));
@@ -311,10 +349,25 @@ impl MupPrediction {
     }
 }
 
+/// The outliers of every weight matrix W⁰ … W^{L−1} at `steps` (index ℓ; see
+/// [`MupPrediction::outliers`]).
+fn all_outliers(sol: &DmftSolution, steps: &[usize]) -> Vec<Vec<Vec<f64>>> {
+    let first = steps.iter().map(|&t| sol.first_layer_outliers(t)).collect();
+    std::iter::once(first)
+        .chain((1..sol.problem.depth).map(|l| outliers_over_time(sol, l, steps, OUTLIER_TOL)))
+        .collect()
+}
+
+/// The MP edge of `outliers[ℓ]` at infinite width: 1 for the first layer (W⁰/(σ√N) at fixed
+/// D), 2 for the square hidden matrices.
+pub fn infinite_width_edge(layer: usize) -> f64 {
+    if layer == 0 { 1.0 } else { 2.0 }
+}
+
 /// The Monte-Carlo standard error of each outlier of the mean solution: the spread of the same
-/// outlier over the `per_replica` solutions (`[replica][ℓ−1][t]`, largest first) divided by
-/// √R. A replica without an r-th outlier at step t contributes the MP edge 2 (its top singular
-/// value at infinite width), so the error near a BBP time includes the replicas' disagreement
+/// outlier over the `per_replica` solutions (`[replica][ℓ][t]`, largest first) divided by
+/// √R. A replica without an r-th outlier at step t contributes the infinite-width edge
+/// ([`infinite_width_edge`], its top singular value there), so the error near a BBP time includes the replicas' disagreement
 /// about whether the outlier has escaped. `replicas = 0` (an exact solve) gives 0; fewer than
 /// two per-replica tables give NaN.
 pub fn outlier_stderr(
@@ -335,8 +388,10 @@ pub fn outlier_stderr(
                             (0, _) => 0.0,
                             (_, n) if n < 2 => f64::NAN,
                             (_, n) => {
-                                let xs: Vec<f64> =
-                                    per_replica.iter().map(|rep| rep[k][t].get(r).copied().unwrap_or(2.0)).collect();
+                                let xs: Vec<f64> = per_replica
+                                    .iter()
+                                    .map(|rep| rep[k][t].get(r).copied().unwrap_or(infinite_width_edge(k)))
+                                    .collect();
                                 let (_, sd) = crate::report::theory::mean_sd(&xs);
                                 sd / (n as f64).sqrt()
                             }

@@ -117,6 +117,9 @@ pub struct DmftSolution {
     pub b: Vec<Mat<f64>>,
     /// Outputs f[t][μ].
     pub f: Vec<Vec<f64>>,
+    /// K^{h¹}(t, t) = ⟨h¹(t)h¹(t)ᵀ⟩ for t = 0..=T (P × P each): the first-layer preactivation
+    /// kernel that fixes the outliers of W⁰ ([`super::weight_outliers::first_layer_outliers`]).
+    pub h1: Vec<Mat<f64>>,
     /// Standard error of the train loss at each time over the replicas (0 when exact, NaN with
     /// one replica).
     pub loss_stderr: Vec<f64>,
@@ -309,11 +312,12 @@ pub fn solve_replicas(
             a: one.a,
             b: one.b,
             f: one.f,
+            h1: one.h1,
             loss_stderr: vec![if exact { 0.0 } else { f64::NAN }; pr.times()],
             replicas: if exact { 0 } else { 1 },
         };
         each(&sol);
-        let one = OrderParameters { phi: sol.phi, g: sol.g, a: sol.a, b: sol.b, f: sol.f };
+        let one = OrderParameters { phi: sol.phi, g: sol.g, a: sol.a, b: sol.b, f: sol.f, h1: sol.h1 };
         mean = Some(mean_so_far.unwrap_or(one));
     }
     let op = mean.expect("at least one replica").scaled(1.0 / replicas as f64);
@@ -335,6 +339,7 @@ pub fn solve_replicas(
         a: op.a,
         b: op.b,
         f: op.f,
+        h1: op.h1,
         loss_stderr,
         replicas: if exact { 0 } else { replicas },
     }
@@ -347,6 +352,7 @@ struct OrderParameters {
     a: Vec<Mat<f64>>,
     b: Vec<Mat<f64>>,
     f: Vec<Vec<f64>>,
+    h1: Vec<Mat<f64>>,
 }
 
 impl OrderParameters {
@@ -358,6 +364,7 @@ impl OrderParameters {
             a: sum(self.a, &o.a),
             b: sum(self.b, &o.b),
             f: self.f.iter().zip(&o.f).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x + y).collect()).collect(),
+            h1: sum(self.h1, &o.h1),
         }
     }
 
@@ -369,6 +376,7 @@ impl OrderParameters {
             a: sc(self.a),
             b: sc(self.b),
             f: self.f.into_iter().map(|ft| ft.into_iter().map(|v| v * c).collect()).collect(),
+            h1: sc(self.h1),
         }
     }
 }
@@ -471,6 +479,7 @@ impl<'a> Marcher<'a> {
                 a: (0..l).map(|_| zeros(s, s)).collect(),
                 b: (0..l).map(|_| zeros(s, s)).collect(),
                 f: Vec::new(),
+                h1: Vec::new(),
             },
             delta: vec![0.0; s],
             kh: (0..l).map(|_| zeros(s, s)).collect(),
@@ -563,6 +572,18 @@ impl<'a> Marcher<'a> {
                 let Fields::Sampled { phi, g, d1, curv } = &mut self.fields[layer - 1] else { unreachable!() };
                 let mut h = u;
                 gemm_nt(h.as_mut(), Accum::Add, g.as_ref().subcols(0, c), kh.as_ref().submatrix(c, 0, p, c), 1.0);
+                if layer == 1 {
+                    // ⟨hhᵀ⟩ with the source term exact: σ²K^x + ⟨dhᵀ + udᵀ + ddᵀ⟩, d = h − u (the
+                    // sample covariance of u alone would add O(1/√M) noise to every outlier).
+                    let u = &src.u1;
+                    let d = &h - u;
+                    let inv = 1.0 / h.nrows() as f64;
+                    let mut k = Mat::from_fn(p, p, |i, j| self.pr.sigma2 * self.pr.kx[(i, j)]);
+                    gemm_nt(k.as_mut(), Accum::Add, d.transpose(), d.transpose(), inv);
+                    gemm_nt(k.as_mut(), Accum::Add, d.transpose(), u.transpose(), inv);
+                    gemm_nt(k.as_mut(), Accum::Add, u.transpose(), d.transpose(), inv);
+                    self.op.h1.push(k);
+                }
                 for j in 0..p {
                     for i in 0..h.nrows() {
                         let (f0, f1, f2) = act.eval_with_derivatives(h[(i, j)]);
@@ -620,6 +641,10 @@ impl<'a> Marcher<'a> {
             }
         };
         set_symmetric_rows(&mut self.op.phi[layer - 1], &rows, c);
+        if layer == 1 && matches!(self.fields[0], Fields::Exact { .. }) {
+            // Linear φ: h¹ = φ¹, so K^{h¹} is Φ¹'s equal-time block.
+            self.op.h1.push(equal_time(&self.op.phi[0], p, t));
+        }
     }
 
     /// f(t) = η₀Σ_{t_b<t}Δ_bΦ^L_{ab} + (σ²/γ)⟨∂φ^L_a/∂w(0)⟩, then Δ(t).

@@ -4,6 +4,8 @@
 //! - Wigner semicircle and the GOE resolvent: tutorial §4, eqs. (42)–(44).
 //! - Spiked Wigner (classical BBP): tutorial §9, eqs. (87)–(94); paper App. A.
 //! - Rectangular spiked matrices (Benaych-Georges & Nadakuditi 2012): paper §1.1.
+//! - Spiked sample covariance (Baik & Silverstein 2006): the finite-N step of the first-layer
+//!   outliers (`weight_outliers`).
 //!
 //! **Convention.** For a matrix X with n rows and m columns and iid entries of variance 1/m,
 //! the aspect ratio is c = n/m. The eigenvalues of XXᵀ (n of them) follow MP with ratio c:
@@ -158,6 +160,14 @@ pub fn spiked_wigner_outliers(gamma: f64, sigma_eigenvalues: &[f64]) -> Vec<f64>
 /// For c = 1 this is θ + 1/θ above θ = 1, the square case.
 pub fn rectangular_spike_outlier(theta: f64, c: f64) -> Option<f64> {
     (theta > c.powf(0.25)).then(|| ((1.0 + theta * theta) * (c + theta * theta)).sqrt() / theta)
+}
+
+/// Largest eigenvalue of the sample covariance of n i.i.d. rows in dimension d whose population
+/// covariance is the identity except one eigenvalue θ (Baik & Silverstein 2006; the
+/// Baik–Ben Arous–Péché transition), ratio γ = d/n: θ + γθ/(θ − 1) = θ(θ − 1 + γ)/(θ − 1)
+/// when θ > 1 + √γ; otherwise None (it sticks to the MP edge (1 + √γ)²).
+pub fn sample_covariance_spike(theta: f64, gamma: f64) -> Option<f64> {
+    (theta > 1.0 + gamma.sqrt()).then(|| theta * (theta - 1.0 + gamma) / (theta - 1.0))
 }
 
 /// Root of a continuous `f` with a sign change on [lo, hi], to machine precision.

@@ -31,6 +31,40 @@
 //! combinations of U; on a linear network that costs 4e-4 in the outlier.) Truncating Q to the
 //! eigenmodes above a relative tolerance is the only approximation; `tests/theory_network.rs`
 //! measures its error against the full determinant.
+//!
+//! **First layer** (W⁰, N × D, rectangular; paper App. C, whose equations were lost — this is
+//! our derivation, exact at any N). Training touches W⁰(0) only through the preactivations
+//! W⁰(0)x_μ/√D of the P training inputs: the forward pass uses nothing else, and every update
+//! of W⁰ is a combination of g¹x_μᵀ. With X = [x_1 … x_P]/√D (D × P), K^x = XᵀX of rank r and
+//! Π the projector onto span X, the Gaussian W⁰(0)(I − Π) is independent of W⁰(0)Π and hence of
+//! the whole trajectory, and no update touches it. So, with H(t) = W⁰(t)X the current
+//! preactivations h¹ (N × P),
+//!
+//! ```text
+//! W⁰(t) = W⁰(0)(I − Π) + H(t) K^{x+} Xᵀ        (exact)
+//! ```
+//!
+//! a rectangular Gaussian matrix of rank D − r plus a rank-r perturbation independent of it,
+//! in the orthogonal directions span X: the appended-columns form of the rectangular spiked
+//! model (T4). By rotation invariance only the Gram matrix of the appended columns matters,
+//! Θ = K^{x+½}(HᵀH/σ²N)K^{x+½} (r × r), and a column of squared norm θ acts as a
+//! Benaych-Georges–Nadakuditi spike of strength √(θ − 1) (its Gaussian column has norm² 1):
+//! each eigenvalue θ > 1 + √c of Θ, c = (D − r)/N, gives an outlier singular value of
+//! W⁰/(σ√N) at √(θ(θ − 1 + c)/(θ − 1)) ([`first_layer_outliers`]; bulk edge 1 + √c). In the
+//! DMFT (N → ∞ at fixed D) HᵀH/N → K^{h¹}(t, t) = ⟨h¹h¹ᵀ⟩ and c → 0: the outliers are √θ for
+//! the generalized eigenvalues θ > 1 of (K^{h¹}(t, t), σ²K^x) ([`first_layer_spikes`]). The
+//! first layer's outliers are therefore not "dependent spikes" at all once the untouched
+//! directions are split off.
+//!
+//! **At finite N** ([`first_layer_outliers_at_width`]) two O(D/N) effects move them, each a
+//! BBP law: the rows of H are N i.i.d. draws of the single-site process, so HᵀH/N is a sample
+//! covariance (ratio r/N) of the DMFT's K^{h¹} and a spike θ shows as θ(θ − 1 + r/N)/(θ − 1)
+//! ([`super::rmt::sample_covariance_spike`]); the rectangular law above then adds the D − r
+//! untouched directions. To first order the two add up to the rectangular law at the full ratio
+//! D/N. At N = 2048, D = 32 they move a spike θ = 1.72 from √θ = 1.312 to 1.326 (the trained
+//! network: 1.326). `tests/theory_network.rs` checks both steps against a simulated W⁰ with a
+//! nonlinear dependent update, the second against the secular determinant, and the whole
+//! against trained networks.
 
 use super::network::DmftSolution;
 use faer::Mat;
@@ -235,6 +269,56 @@ impl GrowingProjection {
     }
 }
 
+/// The first-layer spike strengths at step t (see the module docs): the eigenvalues θ of
+/// K^{x+½} K^{h¹}(t, t) K^{x+½} / σ² on the range of K^x (r of them, largest first). Without
+/// training every θ is 1.
+pub fn first_layer_spikes(kx: &Mat<f64>, kh: &Mat<f64>, sigma2: f64) -> Vec<f64> {
+    let p = kx.nrows();
+    let Ok(eig) = kx.self_adjoint_eigen(faer::Side::Lower) else { return Vec::new() };
+    let lmax = (0..p).map(|i| eig.S()[i]).fold(0.0, f64::max);
+    let keep: Vec<usize> = (0..p).filter(|&i| eig.S()[i] > 1e-10 * lmax).collect();
+    // Columns u_i/√λ_i of the range: Θ = (U Λ^{-½})ᵀ K^{h¹} (U Λ^{-½}) / σ².
+    let w = Mat::from_fn(p, keep.len(), |r, j| eig.U()[(r, keep[j])] / eig.S()[keep[j]].sqrt());
+    let theta = w.transpose() * kh * &w * faer::Scale(1.0 / sigma2);
+    let sym = Mat::from_fn(theta.nrows(), theta.ncols(), |i, j| 0.5 * (theta[(i, j)] + theta[(j, i)]));
+    let mut out: Vec<f64> = sym.self_adjoint_eigenvalues(faer::Side::Lower).unwrap_or_default();
+    out.sort_by(|a, b| b.total_cmp(a));
+    out
+}
+
+/// The outlier singular values of W⁰/(σ√N) for spike strengths θ (from [`first_layer_spikes`])
+/// and bulk ratio c = (D − r)/N: √(θ(θ − 1 + c)/(θ − 1)) for each θ > 1 + √c, largest first;
+/// c = 0 (the DMFT limit) gives √θ for θ > 1. The same as
+/// [`super::rmt::rectangular_spike_outlier`] at spike strength √(θ − 1).
+pub fn first_layer_outliers(spikes: &[f64], c: f64) -> Vec<f64> {
+    let mut out: Vec<f64> = spikes
+        .iter()
+        .filter(|&&theta| theta > 1.0 + c.sqrt() && theta > 1.0)
+        .map(|&theta| (theta * (theta - 1.0 + c) / (theta - 1.0)).sqrt())
+        .collect();
+    out.sort_by(|a, b| b.total_cmp(a));
+    out
+}
+
+/// The outlier singular values of W⁰/(σ√N) at width N for the DMFT's spike strengths θ (N → ∞)
+/// with input dimension D and r = rank K^x (see the module docs): each θ through the sample
+/// covariance law at ratio r/N, then [`first_layer_outliers`] at c = (D − r)/N. Largest first.
+pub fn first_layer_outliers_at_width(spikes: &[f64], width: usize, input_dim: usize, rank: usize) -> Vec<f64> {
+    let n = width as f64;
+    let sampled: Vec<f64> =
+        spikes.iter().filter_map(|&theta| super::rmt::sample_covariance_spike(theta, rank as f64 / n)).collect();
+    first_layer_outliers(&sampled, input_dim.saturating_sub(rank) as f64 / n)
+}
+
+impl DmftSolution {
+    /// The outliers of W⁰/(σ√N) after t updates in the DMFT limit (N → ∞ at fixed D):
+    /// √θ for the first-layer spike strengths θ > 1, largest first.
+    pub fn first_layer_outliers(&self, t: usize) -> Vec<f64> {
+        let pr = &self.problem;
+        first_layer_outliers(&first_layer_spikes(&pr.kx, &self.h1[t], pr.sigma2), 0.0)
+    }
+}
+
 /// Orthonormal columns spanning the eigenmodes of `c_phi` and of `c_g` above `tol` times each
 /// one's largest eigenvalue.
 fn spike_basis(c_phi: &Mat<f64>, c_g: &Mat<f64>, tol: f64) -> Mat<f64> {
@@ -251,6 +335,53 @@ fn spike_basis(c_phi: &Mat<f64>, c_g: &Mat<f64>, tol: f64) -> Mat<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_layer_law_is_rectangular_bbp_at_strength_sqrt_theta_minus_one() {
+        use crate::theory::rmt::rectangular_spike_outlier;
+        for c in [0.0, 0.01, 0.3] {
+            for theta in [1.05, 1.3, 2.0, 5.0] {
+                let ours = first_layer_outliers(&[theta], c);
+                let bgn = rectangular_spike_outlier((theta - 1.0f64).sqrt(), c);
+                assert_eq!(ours.len(), bgn.is_some() as usize, "θ = {theta}, c = {c}");
+                if let Some(b) = bgn {
+                    assert!((ours[0] - b).abs() < 1e-12, "θ = {theta}, c = {c}: {} vs {b}", ours[0]);
+                }
+            }
+        }
+        // The DMFT limit: √θ; at the threshold θ = 1 + √c the outlier meets the edge 1 + √c.
+        assert!((first_layer_outliers(&[2.25], 0.0)[0] - 1.5).abs() < 1e-12);
+        let c: f64 = 0.2;
+        let at = first_layer_outliers(&[1.0 + c.sqrt() + 1e-9], c)[0];
+        assert!((at - (1.0 + c.sqrt())).abs() < 1e-4, "{at}");
+    }
+
+    #[test]
+    fn first_layer_outlier_solves_the_secular_equation() {
+        // Appended columns of Gram Θ on an N × (D − r) Gaussian Z (entries 1/N): λ is an
+        // outlier eigenvalue of WᵀW exactly when det(I − g(λ)Θ) = 0, g(z) = (1/N)tr(z − ZZᵀ)⁻¹
+        // = (1 − c)/z + c∫ρ_MP(x)/(z − x)dx. Here g by quadrature of the MP density and the root
+        // by bisection, against the closed form.
+        use crate::theory::rmt::{MarchenkoPastur, bisect, gauss_legendre};
+        let c = 0.25;
+        let mp = MarchenkoPastur::new(c);
+        let (a, b) = mp.edges();
+        let g = |z: f64| {
+            // x = a + (b − a)(1 − cos φ)/2 smooths the square-root edges.
+            let integrand = |phi: f64| {
+                let x = a + (b - a) * (1.0 - phi.cos()) / 2.0;
+                mp.density(x) / (z - x) * (b - a) * phi.sin() / 2.0
+            };
+            (1.0 - c) / z + c * gauss_legendre(integrand, 0.0, std::f64::consts::PI)
+        };
+        let thetas = [4.0, 2.2, 1.7, 1.2];
+        let closed = first_layer_outliers(&thetas, c);
+        assert_eq!(closed.len(), 3, "θ = 1.2 is below 1 + √c = 1.5: {closed:?}");
+        for (theta, s) in thetas.iter().zip(&closed) {
+            let root = bisect(|z| g(z) - 1.0 / theta, b + 1e-9, 100.0);
+            assert!((root.sqrt() - s).abs() < 1e-8, "θ = {theta}: secular root √{root} vs closed form {s}");
+        }
+    }
 
     #[test]
     fn independent_spike_is_classical_bbp() {
