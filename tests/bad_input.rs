@@ -378,9 +378,13 @@ const CASES: &[Case] = &[
     case("mup zero replicas", "theory mup c.toml --out th --replicas 0", 2, &["--replicas"]),
     case("bench dmft negative cutoff", "bench dmft --p 4 --steps 2 --outlier-tol=-1", 2, &["--outlier-tol"]),
     case("mup huge horizon", "theory mup c.toml --out th --set train.steps=10000000", 2, &["memory"]),
+    case("mup scan of one value", "theory mup c.toml --out th --scan model.gamma0=1", 2, &["--scan", "KEY=V1,V2"]),
+    case("mup scan without values", "theory mup c.toml --out th --scan model.gamma0", 2, &["--scan"]),
+    case("mup scan of an unknown key", "theory mup c.toml --out th --scan model.gamm0=1,2", 2, &["gamm0"]),
+    case("mup scan of a bad value", "theory mup c.toml --out th --scan model.gamma0=1,-2", 2, &["gamma0"]),
     // --- compare ---
     case("compare a non-run", "compare empty", 2, &["config.toml"]),
-    case("compare different configs", "compare run adam --out cmp", 2, &["different config"]),
+    case("compare a config without theory", "compare run adam --out cmp", 2, &["does not describe this optimizer"]),
     case("compare several runs without out", "compare run other", 2, &["--out"]),
     prepped(
         "compare with a corrupt theory cache",

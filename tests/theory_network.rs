@@ -382,3 +382,43 @@ fn first_layer_law_matches_a_simulated_dependent_update() {
     eprintln!("χ² in SE units: finite-N law {chi2_law:.1}, N → ∞ limit {chi2_limit:.1}");
     assert!(chi2_limit > 4.0 * chi2_law, "χ²: law {chi2_law}, N → ∞ limit {chi2_limit}");
 }
+
+#[test]
+fn scans_solve_and_compare_each_setting() {
+    // `theory mup --scan` gives each value the same solution as a plain solve with --set, and
+    // `compare` on runs of two settings compares each with its own theory and draws them together.
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let cfg = "seed = 0\n[model]\ndepth = 3\nwidth = 128\nactivation = \"tanh\"\ngamma0 = 1.0\n\
+               [data]\nkind = \"single-index\"\ninput_dim = 8\ntrain_size = 6\ntest_size = 10\n\
+               [optimizer]\nlr = 0.1\n[train]\nsteps = 8\nlog_every = 1\n[spectra]\nntk = false\n";
+    std::fs::write(d.join("c.toml"), cfg).expect("write config");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_specdyn")).args(args).current_dir(d).output().expect("specdyn");
+        assert!(out.status.success(), "specdyn {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let mc = ["--samples", "200", "--response-samples", "20", "--replicas", "2", "-q"];
+    run(&[&["theory", "mup", "c.toml", "--out", "scan", "--scan", "model.gamma0=1,2"], &mc[..]].concat());
+    run(&[&["theory", "mup", "c.toml", "--out", "plain", "--set", "model.gamma0=2"], &mc[..]].concat());
+    let read = |p: &str| std::fs::read_to_string(d.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("scan/model.gamma0=2/loss.csv"), read("plain/loss.csv"));
+    assert_eq!(read("scan/model.gamma0=2/outliers.csv"), read("plain/outliers.csv"));
+    let scan = read("scan/scan.csv");
+    assert!(scan.lines().any(|l| l.starts_with("\"model.gamma0 = 1\",8,train_loss,")), "{scan}");
+    assert!(scan.lines().any(|l| l.starts_with("\"model.gamma0 = 2\",8,train_loss,")), "{scan}");
+    assert!(d.join("scan/theory-scan.png").exists() && d.join("scan/theory-scan.svg").exists());
+    for g in ["1", "2"] {
+        run(&["train", "c.toml", "--out", &format!("g{g}"), "-q", "--set", &format!("model.gamma0={g}")]);
+    }
+    let printed = run(&[&["compare", "g1", "g2", "--out", "cmp"], &mc[..]].concat());
+    assert!(printed.contains("model.gamma0 = 2.0:"), "{printed}");
+    for g in ["1.0", "2.0"] {
+        let rows = read(&format!("cmp/model.gamma0={g}/outliers.csv"));
+        assert!(rows.lines().any(|l| l.contains(",layers.0.weight,128,")), "first-layer rows for γ₀ = {g}");
+    }
+    let summary = read("cmp/scan-summary.csv");
+    assert_eq!(summary.lines().count(), 3, "{summary}");
+    assert!(d.join("cmp/theory-scan.png").exists());
+}

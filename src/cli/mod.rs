@@ -142,7 +142,7 @@ residual block) or layers.1.weight.
         model: TheoryModel,
     },
 
-    /// The μP DMFT next to trained runs: loss, kernel alignment, hidden-weight outliers.
+    /// The μP DMFT next to trained runs: loss, kernel alignment, weight outliers.
     #[command(long_about = "\
 Compare trained runs with the infinite-width μP DMFT of their config (tutorial §8, §11.2;
 theory map T6–T7). The theory is solved once for the runs' shared config and cached in each
@@ -150,11 +150,16 @@ run's theory/ (key.toml, loss.csv, outliers.csv, kernels.csv); runs may differ o
 and seed. Writes into --out (default: RUN/compare for a single run):
   loss.csv        step, width, seeds, run mean/sd, theory ± Monte-Carlo error, relative gap
   alignment.csv   kernel alignment of each run's Φˡ = φ(hˡ)φ(hˡ)ᵀ/N with the theory, per checkpoint
-  outliers.csv    top normalized singular value of each hidden matrix (run) vs the predicted
-                  outlier, with the MP edge
+  outliers.csv    top singular value of every weight matrix (run) vs the predicted outlier, with
+                  the MP edge: hidden Wˡ normalized (edge 2), the first layer W⁰ as W⁰/(σ√N)
+                  against its finite-N law (edge 1 + √(D/N))
   summary.csv     per width: max loss gap (where the loss > 1% of its start), min alignment,
                   max outlier gap after escape
   compare-loss.png/svg, compare-outliers.png/svg
+
+Runs of several configs (a σ² or γ₀ scan) are compared one config at a time into
+OUT/<setting>/ (e.g. OUT/model.init_variance=0.5/), plus scan-summary.csv and theory-scan.png/svg
+(every setting's theory next to its widest runs) in OUT.
 
   specdyn train configs/dmft-compare.toml --out runs/cmp/N1024-s0 --set model.width=1024
   specdyn compare runs/cmp/N*-s* --out results/dmft-compare
@@ -472,15 +477,19 @@ Cost O(400·T³): T = 128 takes about a second per (ν, parameterization).")]
     /// Infinite-width DMFT of a μP MLP trained by gradient descent, with its weight outliers.
     #[command(long_about = "\
 Infinite-width DMFT of a deep μP network trained by gradient descent (tutorial §8,
-eqs. 75–86; theory map T6) and the outliers of its hidden weights (§11.2, eqs. 108–111; T7),
-for the network, data and optimizer a run config describes (width and model seed drop out).
-The single-site processes are sampled by Monte Carlo and marched forward in time (exact for
-linear φ); responses are averaged derivatives. Independent replicas give the Monte-Carlo
-standard error of the loss and of every outlier. Writes loss.csv (step, train_loss, stderr),
-outliers.csv (step, matrix, rank, normalized singular value, stderr; MP edge 2), kernels.csv
+eqs. 75–86; theory map T6) and the outliers of its weights (hidden: §11.2, eqs. 108–111; the
+first layer: a rectangular spiked law, App. C; T7), for the network, data and optimizer a run
+config describes (width and model seed drop out). The single-site processes are sampled by
+Monte Carlo and marched forward in time (exact for linear φ); responses are averaged
+derivatives. Independent replicas give the Monte-Carlo standard error of the loss and of every
+outlier. Writes loss.csv (step, train_loss, stderr), outliers.csv (step, matrix, rank, value,
+stderr; hidden Wˡ normalized, MP edge 2; W⁰ as W⁰/(σ√N) for N → ∞, bulk 1), kernels.csv
 (P × P feature kernels Φˡ and the NTK at every step), key.toml and theory-mup.png/svg.
+--scan KEY=V1,V2,… solves one config per value into OUT/KEY=V/ and draws them together
+(theory-scan.png/svg, scan.csv).
 
   specdyn theory mup configs/dmft-compare.toml --out runs/theory-mup
+  specdyn theory mup configs/dmft-compare.toml --out runs/sigma --scan model.init_variance=0.5,1,2
 
 Cost grows like (P·T)²·T × replicas × response samples: P = 16, T = 80 with 4 replicas of 400
 response samples took 8.9 min on 2 cores; the outliers' error is mostly the responses'.")]
@@ -492,6 +501,9 @@ response samples took 8.9 min on 2 cores; the outliers' error is mostly the resp
         /// Output directory.
         #[arg(long, short)]
         out: PathBuf,
+        /// Solve once per value of a config key (after --set), e.g. model.gamma0=1,2,4.
+        #[arg(long, value_name = "KEY=V1,V2,…")]
+        scan: Option<String>,
         #[arg(long, short)]
         quiet: bool,
         #[command(flatten)]
@@ -884,18 +896,54 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             };
             rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
         }
-        TheoryModel::Mup { config, overrides, out, quiet, dmft } => {
-            let cfg = specdyn::config::RunConfig::load(&config, &overrides)?;
+        TheoryModel::Mup { config, overrides, out, scan, quiet, dmft } => {
             let opts = dmft.options()?;
             specdyn::rundir::check_output_dir(&out, "specdyn theory mup")?;
-            set_threads(dmft.threads);
-            specdyn::compare::theory_alone(&cfg, &opts, &out, quiet)?
+            match scan {
+                None => {
+                    let cfg = specdyn::config::RunConfig::load(&config, &overrides)?;
+                    set_threads(dmft.threads);
+                    specdyn::compare::theory_alone(&cfg, &opts, &out, quiet)?
+                }
+                Some(scan) => {
+                    // Every value's config is checked before anything is solved or written.
+                    let (key, values) = parse_scan(&scan)?;
+                    let configs = values
+                        .iter()
+                        .map(|v| {
+                            let mut o = overrides.clone();
+                            o.push(format!("{key}={v}"));
+                            let cfg = specdyn::config::RunConfig::load(&config, &o)?;
+                            specdyn::compare::mup_problem(&cfg)?;
+                            Ok((format!("{key} = {v}"), cfg))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    set_threads(dmft.threads);
+                    specdyn::compare::theory_scan(&configs, &opts, &out, quiet)?
+                }
+            }
         }
     };
     for f in files {
         eprintln!("wrote {}", f.display());
     }
     Ok(0)
+}
+
+/// `KEY=V1,V2,…` of `--scan`: the key and at least two values.
+fn parse_scan(scan: &str) -> Result<(String, Vec<String>)> {
+    let bad = || {
+        Error::config(
+            format!("--scan '{scan}' is not KEY=V1,V2,…"),
+            "give a config key and at least two values, e.g. --scan model.gamma0=1,2,4",
+        )
+    };
+    let (key, values) = scan.split_once('=').ok_or_else(bad)?;
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+    if key.trim().is_empty() || values.len() < 2 || values.iter().any(String::is_empty) {
+        return Err(bad());
+    }
+    Ok((key.trim().to_string(), values))
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<i32> {
@@ -919,7 +967,12 @@ fn cmd_compare(a: CompareArgs) -> Result<i32> {
         "{:>7} {:>6} {:>13} {:>14} {:>16} {:>22} {:>16}",
         "width", "seeds", "max loss gap", "min alignment", "max outlier gap", "(of distance to edge)", "steps outside"
     );
-    for s in &summary {
+    let mut last_label = None;
+    for (label, s) in &summary {
+        if !label.is_empty() && last_label != Some(label) {
+            println!("{label}:");
+            last_label = Some(label);
+        }
         let (gap, edge, outside) = if s.outlier_steps > 0 {
             (
                 format!("{:.2}%", 100.0 * s.max_outlier_gap),

@@ -245,22 +245,268 @@ pub struct WidthSummary {
     pub outlier_steps_outside: usize,
 }
 
-/// Compare `runs` with their theory; write tables and figures into `out`.
+/// One config's comparison: its theory, its runs, and the per-width summary.
+pub struct Comparison {
+    pub theory: MupPrediction,
+    pub measured: Vec<RunMeasurement>,
+    pub summaries: Vec<WidthSummary>,
+    pub files: Vec<PathBuf>,
+}
+
+/// Compare `runs` with their theory; write tables and figures into `out`. Runs of several
+/// configs (a σ² or γ₀ scan, …) are compared one config at a time into `out/<what differs>/`,
+/// with the scan figure and summary in `out` ([`compare_scan`]). Returns each width's summary
+/// with its config's label (empty for a single config).
 pub fn compare(
     runs: &[PathBuf],
     out: &Path,
     opts: &DmftOptions,
     quiet: bool,
-) -> Result<(Vec<WidthSummary>, Vec<PathBuf>)> {
+) -> Result<(Vec<(String, WidthSummary)>, Vec<PathBuf>)> {
     if runs.is_empty() {
         return Err(Error::config(
             "no run directories given",
             "e.g. specdyn compare runs/cmp/N1024-s0 runs/cmp/N4096-s0",
         ));
     }
+    let groups = group_by_config(runs, opts)?;
+    // Every config must have a theory before anything is solved or written.
+    for (_, g) in &groups {
+        prediction::mup_problem(&RunDir::new(&g[0]).read_config()?)?;
+    }
+    if groups.len() == 1 {
+        let c = compare_one(runs, out, opts, quiet)?;
+        return Ok((c.summaries.into_iter().map(|s| (String::new(), s)).collect(), c.files));
+    }
+    compare_scan(&groups, out, opts, quiet)
+}
+
+/// Runs grouped by the theory they share (their config beyond width and seed), each group
+/// labelled by the settings that differ between the groups (`model.init_variance = 0.5`).
+pub fn group_by_config(runs: &[PathBuf], opts: &DmftOptions) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for r in runs {
+        let key = prediction::cache_key(&RunDir::new(r).read_config()?, opts);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(r.clone()),
+            None => groups.push((key, vec![r.clone()])),
+        }
+    }
+    let settings: Vec<Vec<String>> = groups.iter().map(|(k, _)| qualified_lines(k)).collect();
+    Ok(groups
+        .into_iter()
+        .zip(&settings)
+        .map(|((_, g), mine)| {
+            let differing: Vec<&str> =
+                mine.iter().filter(|l| !settings.iter().all(|o| o.contains(l))).map(String::as_str).collect();
+            (differing.join(", "), g)
+        })
+        .collect())
+}
+
+/// `section.key = value` for every setting of a TOML text (tables as prefixes).
+fn qualified_lines(toml_text: &str) -> Vec<String> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in toml_text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if line.starts_with('[') {
+            section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if section.is_empty() {
+            out.push(line.to_string());
+        } else {
+            out.push(format!("{section}.{line}"));
+        }
+    }
+    out
+}
+
+/// A directory name for a scan label: `model.init_variance = 0.5` → `model.init_variance=0.5`.
+pub fn label_dir(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if c.is_ascii_alphanumeric() || "._=-".contains(c) { c } else { '_' })
+        .collect();
+    if s.is_empty() { "config".into() } else { s }
+}
+
+/// Each config of a scan compared on its own into `out/<label>/`, then the scan figure (every
+/// config's theory next to its widest runs, one panel per quantity) and `scan-summary.csv` (the
+/// per-width summaries with a `config` column) in `out`.
+pub fn compare_scan(
+    groups: &[(String, Vec<PathBuf>)],
+    out: &Path,
+    opts: &DmftOptions,
+    quiet: bool,
+) -> Result<(Vec<(String, WidthSummary)>, Vec<PathBuf>)> {
+    let depths: Vec<usize> =
+        groups.iter().map(|(_, g)| RunDir::new(&g[0]).read_config().map(|c| c.model.depth)).collect::<Result<_>>()?;
+    if depths.iter().any(|d| *d != depths[0]) {
+        return Err(Error::config(
+            "the runs have networks of different depths",
+            "a scan compares one architecture at several settings; run `specdyn compare` once per depth",
+        ));
+    }
+    let mut all = Vec::new();
+    let mut files = Vec::new();
+    let mut entries = Vec::new();
+    for (label, runs) in groups {
+        if !quiet {
+            eprintln!("== {label} ({} runs)", runs.len());
+        }
+        let c = compare_one(runs, &out.join(label_dir(label)), opts, quiet)?;
+        files.extend(c.files.iter().cloned());
+        all.extend(c.summaries.iter().map(|s| (label.clone(), s.clone())));
+        entries.push((label.clone(), c));
+    }
+    let mut csv = String::from(
+        "config,width,seeds,max_loss_gap,min_alignment,max_outlier_gap,max_outlier_edge_gap,outlier_steps,outlier_steps_outside\n",
+    );
+    for (label, s) in &all {
+        let _ = writeln!(
+            csv,
+            "\"{label}\",{},{},{:.6},{:.6},{:.6},{:.6},{},{}",
+            s.width,
+            s.seeds,
+            s.max_loss_gap,
+            s.min_alignment,
+            s.max_outlier_gap,
+            s.max_outlier_edge_gap,
+            s.outlier_steps,
+            s.outlier_steps_outside
+        );
+    }
+    let path = out.join("scan-summary.csv");
+    crate::checkpoint::atomic_write(&path, csv.as_bytes())?;
+    files.push(path);
+    let scan: Vec<ScanEntry> = entries
+        .iter()
+        .map(|(label, c)| ScanEntry { label: label.clone(), theory: &c.theory, runs: widest_runs(c) })
+        .collect();
+    files.extend(scan_figure(&scan, "μP DMFT across settings: theory (bands) and the widest runs (markers)", out)?);
+    Ok((all, files))
+}
+
+/// The runs of the widest width of a comparison.
+fn widest_runs(c: &Comparison) -> Vec<&RunMeasurement> {
+    let widest = c.measured.iter().map(|m| m.config.model.width).max().unwrap_or(0);
+    c.measured.iter().filter(|m| m.config.model.width == widest).collect()
+}
+
+/// One setting of a scan: its theory and (for `compare`) the runs drawn next to it.
+pub struct ScanEntry<'a> {
+    pub label: String,
+    pub theory: &'a MupPrediction,
+    pub runs: Vec<&'a RunMeasurement>,
+}
+
+/// `theory-scan.png/svg`: the loss and the top outlier of every weight matrix against the step,
+/// one color per setting; theory as ±2 SE bands (for W⁰ at the runs' width when there are runs,
+/// else N → ∞), runs as the mean over seeds with markers.
+pub fn scan_figure(entries: &[ScanEntry<'_>], title: &str, out: &Path) -> Result<Vec<PathBuf>> {
+    let depth = entries.first().map(|e| e.theory.depth).unwrap_or(0);
+    let mut loss = Panel {
+        title: "train loss".into(),
+        x_label: "step".into(),
+        y_label: "train loss".into(),
+        log_y: true,
+        legend_right: true,
+        ..Default::default()
+    };
+    let mut panels: Vec<Panel> = (0..depth)
+        .map(|k| Panel {
+            title: match k {
+                0 => "top singular value of W⁰/(σ√N)".into(),
+                _ => format!("top singular value of W{k} (normalized)"),
+            },
+            x_label: "step".into(),
+            y_label: "singular value".into(),
+            ref_lines: vec![RefLine {
+                value: prediction::infinite_width_edge(k),
+                label: if k == 0 { "bulk (N → ∞)" } else { "MP edge" }.into(),
+                vertical: false,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    for (color, e) in entries.iter().enumerate() {
+        let th = e.theory;
+        loss.series.push(Series {
+            label: format!("{} (DMFT)", e.label),
+            points: th.loss.iter().enumerate().map(|(t, l)| (t as f64, *l)).collect(),
+            y_err: th.loss_stderr.iter().map(|s| band(*s)).collect(),
+            band: true,
+            color,
+            ..Default::default()
+        });
+        let width = e.runs.first().map(|m| m.config.model.width);
+        let shape = match e.runs.first() {
+            Some(m) => Some(prediction::first_layer_shape(&m.config)?),
+            None => None,
+        };
+        for (k, panel) in panels.iter_mut().enumerate() {
+            let (points, y_err): (Vec<(f64, f64)>, Vec<f64>) = (0..th.loss.len())
+                .filter_map(|t| {
+                    let (v, se) = match (k, width, shape) {
+                        (0, Some(n), Some((d, r))) => th.first_layer_at_width(t, n, d, r).first().copied()?,
+                        _ => (*th.outliers[k][t].first()?, *th.outlier_stderr[k][t].first()?),
+                    };
+                    Some(((t as f64, v), band(se)))
+                })
+                .unzip();
+            panel.series.push(Series {
+                label: e.label.clone(),
+                points,
+                y_err,
+                band: true,
+                color,
+                ..Default::default()
+            });
+        }
+        if let Some(n) = width {
+            let mean_over = |get: &dyn Fn(&RunMeasurement) -> Option<Vec<(usize, f64)>>| -> Vec<(f64, f64)> {
+                let per: Vec<Vec<(usize, f64)>> = e.runs.iter().filter_map(|m| get(m)).collect();
+                let Some(first) = per.first() else { return Vec::new() };
+                first
+                    .iter()
+                    .filter_map(|(t, _)| {
+                        let vals: Vec<f64> =
+                            per.iter().filter_map(|v| v.iter().find(|(s, _)| s == t).map(|x| x.1)).collect();
+                        (vals.len() == per.len()).then(|| (*t as f64, mean_sd(&vals).0))
+                    })
+                    .collect()
+            };
+            loss.series.push(Series {
+                label: format!("N = {n}"),
+                points: mean_over(&|m| Some(m.loss.clone())),
+                color,
+                markers: true,
+                ..Default::default()
+            });
+            for (k, panel) in panels.iter_mut().enumerate() {
+                let name = MupPrediction::matrix_name(k);
+                panel.series.push(Series {
+                    label: format!("N = {n}"),
+                    points: mean_over(&|m| m.top.get(&name).cloned()),
+                    color,
+                    markers: true,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let mut all = vec![loss];
+    all.extend(panels);
+    let fig = Figure { title: title.into(), columns: all.len().min(2), panels: all, panel_size: (640, 440) };
+    save_figure(&fig, &out.join("theory-scan"))
+}
+
+/// Compare the runs of one config with its theory; write tables and figures into `out`.
+pub fn compare_one(runs: &[PathBuf], out: &Path, opts: &DmftOptions, quiet: bool) -> Result<Comparison> {
     let theory = prediction_for_runs(runs, opts, quiet)?;
     let measured: Vec<RunMeasurement> = runs.iter().map(|r| RunMeasurement::read(r, &theory)).collect::<Result<_>>()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io("create output directory", out, e))?;
+
     let mut by_width: BTreeMap<usize, Vec<&RunMeasurement>> = BTreeMap::new();
     for m in &measured {
         by_width.entry(m.config.model.width).or_default().push(m);
@@ -520,12 +766,56 @@ pub fn compare(
     )?);
     files
         .extend(save_figure(&fig("weight outliers: DMFT vs training", outlier_panels), &out.join("compare-outliers"))?);
-    Ok((summaries, files))
+    Ok(Comparison { theory, measured, summaries, files })
 }
 
 /// `specdyn theory mup`: the prediction alone, as tables (see [`prediction`]) and figures.
 pub fn theory_alone(cfg: &RunConfig, opts: &DmftOptions, out: &Path, quiet: bool) -> Result<Vec<PathBuf>> {
     let pred = compute_with_bar(cfg, opts, quiet)?;
+    report_theory(&pred, out)
+}
+
+/// `specdyn theory mup --scan`: one prediction per (label, config), each reported into
+/// `out/<label>/`, then `scan.csv` (config, step, quantity, value, stderr: the train loss and
+/// the top outlier of every weight matrix) and the scan figure in `out`.
+pub fn theory_scan(
+    configs: &[(String, RunConfig)],
+    opts: &DmftOptions,
+    out: &Path,
+    quiet: bool,
+) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut preds = Vec::new();
+    for (label, cfg) in configs {
+        println!("== {label}");
+        let pred = compute_with_bar(cfg, opts, quiet)?;
+        files.extend(report_theory(&pred, &out.join(label_dir(label)))?);
+        preds.push((label.clone(), pred));
+    }
+    let mut csv = String::from("config,step,quantity,value,stderr\n");
+    for (label, p) in &preds {
+        for (t, (l, se)) in p.loss.iter().zip(&p.loss_stderr).enumerate() {
+            let _ = writeln!(csv, "\"{label}\",{t},train_loss,{l:e},{se:e}");
+        }
+        for (k, per_t) in p.outliers.iter().enumerate() {
+            for (t, v) in per_t.iter().enumerate() {
+                if let (Some(v), Some(se)) = (v.first(), p.outlier_stderr[k][t].first()) {
+                    let _ = writeln!(csv, "\"{label}\",{t},{},{v:e},{se:e}", MupPrediction::matrix_name(k));
+                }
+            }
+        }
+    }
+    let path = out.join("scan.csv");
+    crate::checkpoint::atomic_write(&path, csv.as_bytes())?;
+    files.push(path);
+    let entries: Vec<ScanEntry> =
+        preds.iter().map(|(label, p)| ScanEntry { label: label.clone(), theory: p, runs: Vec::new() }).collect();
+    files.extend(scan_figure(&entries, "μP DMFT across settings (± 2 Monte-Carlo standard errors)", out)?);
+    Ok(files)
+}
+
+/// Print a prediction's summary and write its tables and `theory-mup.png/svg` into `out`.
+fn report_theory(pred: &MupPrediction, out: &Path) -> Result<Vec<PathBuf>> {
     pred.write(out)?;
     let t = pred.steps();
     let pm =
