@@ -432,11 +432,12 @@ vs ν) and extensive.png/svg. With --simulate N: the update itself at N, D = N/�
         #[command(flatten)]
         common: TheoryCommon,
     },
-    /// Two-layer linear networks in the proportional limit: μP vs NTK loss curves (paper §4).
+    /// Deep linear networks in the proportional limit: μP vs NTK loss curves (paper §4).
     #[command(long_about = "\
-Two-layer linear network in the proportional limit (paper §4, App. E; theory map T8): width N,
-input dimension D and samples P grow together at ν = N/D and α = P/D; f(x) = wᵀW⁰x/(gN), linear
-teacher y = β·x/√D, full-batch GD with η = η₀g²N; μP: g = γ₀, NTK: g = γ₀/√ν. The training-level
+Linear network of L hidden layers in the proportional limit (paper §4, App. E; theory map T8):
+width N, input dimension D and samples P grow together at ν = N/D and α = P/D;
+f(x) = wᵀW^(L−1)⋯W⁰x/(g·N^((L+1)/2)) (L = 1: wᵀW⁰x/(gN)), linear teacher y = β·x/√D, full-batch
+GD on every matrix with η = η₀g²N; μP: g = γ₀, NTK: g = γ₀/√ν. The training-level
 DMFT (module docs of src/theory/linear.rs) is marched in time without fixed-point iteration.
 For each ν of --nu, prints the final train and test loss of μP and NTK and writes
 linear-losses.csv (every step) and linear.png/svg. With --simulate D: direct GD at D, N = νD,
@@ -446,6 +447,9 @@ P = αD over --seeds (mean ± standard error).
 
 Cost O(400·T³): T = 128 takes about a second per (ν, parameterization).")]
     Linear {
+        /// Hidden layers L (L − 1 square N × N matrices between the first layer and the readout).
+        #[arg(long, default_value_t = 1)]
+        depth: usize,
         /// Width ratios ν = N/D (fixed D and P across them).
         #[arg(long, value_delimiter = ',', default_values_t = vec![2.0, 4.0, 8.0])]
         nu: Vec<f64>,
@@ -872,7 +876,10 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             let model = specdyn::theory::extensive::OneStep { nu, chi, gamma0, eta0 };
             rep::extensive(&model, common.simulate, common.seeds, &common.out, common.quiet)?
         }
-        TheoryModel::Linear { nu, alpha, gamma0, eta0, steps, simulate, seeds, out, quiet, threads } => {
+        TheoryModel::Linear { depth, nu, alpha, gamma0, eta0, steps, simulate, seeds, out, quiet, threads } => {
+            if !(1..=16).contains(&depth) {
+                return Err(Error::config(format!("--depth {depth} is out of range"), "use 1 to 16 hidden layers"));
+            }
             let common = TheoryCommon { simulate, seeds, out, quiet, threads };
             check_theory(&common, &[("alpha", alpha), ("gamma0", gamma0), ("eta0", eta0), ("steps", steps as f64)])?;
             if nu.is_empty() || nu.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
@@ -893,6 +900,7 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                 gamma0,
                 eta0,
                 parameterization: specdyn::theory::linear::Parameterization::Mup,
+                depth,
             };
             rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
         }

@@ -568,7 +568,7 @@ pub fn extensive(
     Ok(files)
 }
 
-/// Two-layer linear networks in the proportional limit (paper §4, App. E): DMFT loss curves for
+/// Deep linear networks in the proportional limit (paper §4, App. E): DMFT loss curves for
 /// μP and NTK at several widths ν = N/D (fixed D and P), with direct GD at N = ν·D_sim.
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
@@ -588,8 +588,8 @@ pub fn linear(
     let pb = bar((pars.len() * nus.len()) as u64, quiet, "solving");
     let mut panels = Vec::new();
     println!(
-        "Two-layer linear network, proportional limit: α = P/D = {}, γ₀ = {}, η₀ = {}, T = {steps}",
-        base.alpha, base.gamma0, base.eta0
+        "Linear network with L = {} hidden layer(s), proportional limit: α = P/D = {}, γ₀ = {}, η₀ = {}, T = {steps}",
+        base.depth, base.alpha, base.gamma0, base.eta0
     );
     println!("{:<5} {:>6} {:>12} {:>12} {:>22}", "par", "ν", "final train", "final test", "simulated final test");
     for par in pars {
@@ -669,8 +669,8 @@ pub fn linear(
     let mut files = vec![write_text(&out.join("linear-losses.csv"), &csv)?];
     let fig = Figure {
         title: format!(
-            "Two-layer linear network, proportional limit (paper §4): α = {}, γ₀ = {}, η₀ = {} — μP is width-consistent, NTK slows down",
-            base.alpha, base.gamma0, base.eta0
+            "Linear network (L = {}), proportional limit (paper §4): α = {}, γ₀ = {}, η₀ = {} — μP is width-consistent, NTK slows down",
+            base.depth, base.alpha, base.gamma0, base.eta0
         ),
         panels,
         columns: 2,

@@ -1,7 +1,9 @@
 //! Deep linear networks in the proportional limit (paper §4, App. E; theory map T8–T9): the
-//! training-level DMFT of a two-layer (L = 1) linear network trained by full-batch gradient
-//! descent, as derived and checked in `docs/deep-linear-dmft.md` of the brief. Depth L ≥ 2, label
-//! noise, online SGD and the outliers (App. E.12) are not built yet.
+//! training-level DMFT of a linear network of any depth L trained by full-batch gradient
+//! descent — L = 1 and 2 as derived and checked in `docs/deep-linear-dmft.md` of the brief, any
+//! L by the chain of sites below (checked against direct GD at L = 1, 2, 3 in
+//! `tests/linear.rs`). Label noise, online SGD, several outputs and the outliers (App. E.12)
+//! are not built yet.
 //!
 //! **Convention** (the one with a proportional limit). x_μ ~ N(0, I_D), μ = 1…P, a fixed
 //! training set; teacher β ~ N(0, I_D), y = β·x/√D; W⁰ ∈ R^{N×D} and readout w ∈ R^N i.i.d.
@@ -30,7 +32,27 @@
 //!    train(t) = ½E_λ[λ(G_λSG_λᵀ)_tt]; test(0) = ½(1 + 1/(g²ν)).
 //! 4. Every coupling is causal or instantaneous-triangular, so the solve marches in time with
 //!    no fixed-point iteration; the only approximation is the quadrature of the MP law.
-//!    Cost O(Q·T³), memory O(Q·T²).
+//!    Cost O(Q·T³ + L·T³), memory O(Q·T² + L·T²).
+//!
+//! **Depth L** (f = wᵀW^{L−1}⋯W⁰x/(g·N^{(L+1)/2}), W^ℓ ∈ R^{N×N} for 1 ≤ ℓ < L, all N(0, 1);
+//! the brief's L = 2 case written for any L). With the forward fields h¹ = W⁰v,
+//! h^{ℓ+1} = W^ℓh^ℓ/√N and the backward fields g^L = w, g^ℓ = W^ℓᵀg^{ℓ+1}/√N, GD is
+//! W⁰ += η₀g·g¹vᵀ, W^ℓ += η₀g·g^{ℓ+1}h^ℓᵀ/√N, w += η₀g·h^L, and u = W⁰ᵀg¹/(gN). Each matrix is
+//! independent, so the DMFT is a chain of single sites, each a linear map of two independent
+//! Gaussian sources (T × T coefficient matrices give its correlations and responses):
+//! - the input site: as for L = 1 with w → g¹ (M = R_{g¹|φ¹}/g + η₀C_{g¹}·[s < t],
+//!   ψ̃ ~ GP(0, C_{g¹}/(g²ν)));
+//! - a hidden site ℓ (1 ≤ ℓ < L): h^ℓ = φ^ℓ + A_ℓ g^ℓ with φ^ℓ ~ GP(0, C_below) and
+//!   A_ℓ = R_below + η₀g·C_below·[s < t] (below: R_v/(gν) and C_v from the input site for
+//!   ℓ = 1, else R_{h^{ℓ−1}|ψ^{ℓ−1}} and C_{h^{ℓ−1}}); g^ℓ = ψ^ℓ + B_ℓ h^ℓ with
+//!   ψ^ℓ ~ GP(0, C_above) and B_ℓ = R_above + η₀g·C_above·[s < t] (above: R_{g^{ℓ+1}|φ^{ℓ+1}}
+//!   and C_{g^{ℓ+1}}, or R_{w|φ^L} and C_w);
+//! - the readout site: h^L = φ^L + A_L w as for a hidden site, w(t + 1) = w(t) + η₀g·h^L(t).
+//!
+//! R_{g|φ} and R_{w|φ} are strictly causal, R_v and R_{h|ψ} have a diagonal, so each step runs
+//! w(t) → g^{L−1}(t) … g¹(t) (down) → the input site at t → h¹(t) … h^L(t) (up). L = 1 is the
+//! readout site directly above the input site: w(t+1) = w(t) + η₀g[φ(t) + Σ_{s≤t}A(t, s)w(s)],
+//! the K of step 3 above (K = gA).
 
 use super::rmt::MarchenkoPastur;
 use crate::rng::{Purpose, normals, stream};
@@ -50,6 +72,9 @@ pub enum Parameterization {
 /// A two-layer linear network trained by full-batch GD in the proportional limit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LinearNet {
+    /// Hidden layers L ≥ 1: f(x) = wᵀW^{L−1}⋯W⁰x/(g·N^{(L+1)/2}), with L − 1 square N × N
+    /// matrices between the first layer W⁰ (N × D) and the readout w.
+    pub depth: usize,
     /// ν = N/D.
     pub nu: f64,
     /// α = P/D.
@@ -100,21 +125,19 @@ impl LinearNet {
         (l, w)
     }
 
-    /// The DMFT losses at steps 0…T, marched in time (module docs, step 3).
+    /// The DMFT losses at steps 0…T, marched in time through the chain of sites (module docs).
     pub fn solve(&self, steps: usize) -> LinearCurves {
         let t_len = steps + 1;
-        let (g, e0, nu) = (self.g(), self.eta0, self.nu);
+        let (g, e0, nu, depth) = (self.g(), self.eta0, self.nu, self.depth.max(1));
+        let eg = e0 * g;
         let (lam, wq) = self.spectrum();
         let q = lam.len();
-        // Width site: w(t) = a(t)·w(0) + Σ_s B(t, s)φ(s).
-        let mut a = vec![0.0; t_len];
-        let mut b = Mat::<f64>::zeros(t_len, t_len);
-        let mut cw = Mat::<f64>::zeros(t_len, t_len);
+        let mut hidden: Vec<HiddenSite> = (1..depth).map(|_| HiddenSite::new(t_len)).collect();
+        let mut top = TopSite::new(t_len);
+        // The input site: C_v, R_v; per node G_λ and H_λ = G_λS, row-major T × T (rows filled as
+        // time advances); M and S row-major too, so every inner loop runs over contiguous memory.
         let mut cv = Mat::<f64>::zeros(t_len, t_len);
         let mut rv = Mat::<f64>::zeros(t_len, t_len);
-        let mut k = Mat::<f64>::zeros(t_len, t_len);
-        // Per node: G_λ and H_λ = G_λS, row-major T × T (rows filled as time advances); M and S
-        // row-major too, so every inner loop below runs over contiguous memory.
         let tt = t_len * t_len;
         let mut gl: Vec<Vec<f64>> = vec![vec![0.0; tt]; q];
         let mut hl: Vec<Vec<f64>> = vec![vec![0.0; tt]; q];
@@ -123,36 +146,35 @@ impl LinearNet {
         let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
         let mut out = LinearCurves::default();
         for t in 0..t_len {
-            // 1. The width process at t from steps < t.
-            if t == 0 {
-                a[0] = 1.0;
-            } else {
-                let p = t - 1;
-                a[t] = a[p] + e0 * (0..=p).map(|r| k[(p, r)] * a[r]).sum::<f64>();
-                for c in 0..t {
-                    let mut v = b[(p, c)] + e0 * (0..=p).map(|r| k[(p, r)] * b[(r, c)]).sum::<f64>();
-                    if c == p {
-                        v += e0 * g;
-                    }
-                    b[(t, c)] = v;
-                }
+            // 1. The readout w(t) from step t − 1, and C_w(t, ·) (w lives on φ^L before t).
+            {
+                let below = if depth == 1 { &cv } else { &hidden[depth - 2].ch };
+                top.advance(t, eg, below);
             }
-            // 2. C_w(t, ·) = a aᵀ + B C_v Bᵀ (C_v known below t; B(t, ·) lives on φ(< t)).
-            let bcv: Vec<f64> = (0..t).map(|c| (0..t).map(|d| b[(t, d)] * cv[(d, c)]).sum()).collect();
-            for r in 0..=t {
-                let v = a[t] * a[r] + (0..t).map(|c| bcv[c] * b[(r, c)]).sum::<f64>();
-                cw[(t, r)] = v;
-                cw[(r, t)] = v;
+            // 2. Down the hidden sites: g^ℓ(t) from h^ℓ before t, and C_{g^ℓ}(t, ·).
+            for l in (0..depth - 1).rev() {
+                let (below, rest) = hidden.split_at_mut(l);
+                let (site, above) = rest.split_first_mut().expect("site l exists");
+                let (r_above, c_above) = match above.first() {
+                    Some(next) => (&next.pg, &next.cg),
+                    None => (&top.bw, &top.cw),
+                };
+                let c_below = below.last().map_or(&cv, |prev| &prev.ch);
+                site.g_side(t, eg, r_above, c_above, c_below);
             }
+            // 3. The input site at t, driven by g¹ (w for L = 1).
+            let (r_g1, c_g1) = match hidden.first() {
+                Some(first) => (&first.pg, &first.cg),
+                None => (&top.bw, &top.cw),
+            };
             for r in 0..t {
-                mrow[t * t_len + r] = b[(t, r)] / g + e0 * cw[(t, r)];
+                mrow[t * t_len + r] = r_g1[(t, r)] / g + e0 * c_g1[(t, r)];
             }
             for r in 0..=t {
-                let v = cw[(t, r)] / (g * g * nu) + 1.0;
+                let v = c_g1[(t, r)] / (g * g * nu) + 1.0;
                 srow[t * t_len + r] = v;
                 srow[r * t_len + t] = v;
             }
-            // 3. The input site: row t of G_λ, H_λ = G_λS, and (G S Gᵀ)(t, ·).
             let m_t = &mrow[t * t_len..t * t_len + t];
             let srow = &srow;
             // Nodes are independent: each returns its share of C_v(t, ·), R_v(t, ·) and the losses.
@@ -213,20 +235,145 @@ impl LinearNet {
             }
             out.test.push(test);
             out.train.push(train);
-            // 4. The kernel of the width site at t.
-            for c in 0..=t {
-                k[(t, c)] = rv[(t, c)] / nu + if c < t { e0 * g * g * cv[(t, c)] } else { 0.0 };
+            // 4. Up the hidden sites: h^ℓ(t) from g^ℓ up to t, C_{h^ℓ}(t, ·), R_{h^ℓ|ψ^ℓ}(t, ·).
+            // The coupling from below: R_v/(gν) from the input site, R_{h^{ℓ−1}|ψ^{ℓ−1}} above it.
+            let rv_scaled = Mat::from_fn(t + 1, t + 1, |i, j| rv[(i, j)] / (g * nu));
+            for l in 0..depth - 1 {
+                let (below, rest) = hidden.split_at_mut(l);
+                let (site, above) = rest.split_first_mut().expect("site l exists");
+                let (r_below, c_below) = match below.last() {
+                    Some(prev) => (&prev.qh, &prev.ch),
+                    None => (&rv_scaled, &cv),
+                };
+                let c_above = above.first().map_or(&top.cw, |next| &next.cg);
+                site.h_side(t, eg, r_below, c_below, c_above);
+            }
+            // 5. The readout's field h^L(t) = φ^L(t) + Σ_{s≤t} A(t, s) w(s).
+            match hidden.last() {
+                Some(last) => top.h_side(t, eg, &last.qh, &last.ch),
+                None => top.h_side(t, eg, &rv_scaled, &cv),
             }
         }
         out
     }
 }
 
+/// A hidden layer's site (1 ≤ ℓ < L; module docs): h^ℓ = φ^ℓ + A g^ℓ and g^ℓ = ψ^ℓ + B h^ℓ with
+/// independent Gaussian sources φ^ℓ ~ GP(0, C_below) and ψ^ℓ ~ GP(0, C_above), stored as the
+/// coefficient matrices of both fields on both sources (T × T, rows filled as time advances).
+struct HiddenSite {
+    /// ∂g/∂φ = R_{g^ℓ|φ^ℓ} (strictly causal) and ∂g/∂ψ.
+    pg: Mat<f64>,
+    qg: Mat<f64>,
+    /// ∂h/∂φ and ∂h/∂ψ = R_{h^ℓ|ψ^ℓ}.
+    ph: Mat<f64>,
+    qh: Mat<f64>,
+    /// C_{g^ℓ} = g·g/N and C_{h^ℓ} = h·h/N.
+    cg: Mat<f64>,
+    ch: Mat<f64>,
+}
+
+/// Row t of P C Pᵀ + Q C′ Qᵀ against rows 0..=t: the covariance of a field with coefficient
+/// rows P, Q on independent sources of covariances C, C′ (entries up to t; zero beyond a row's
+/// support).
+fn covariance_row(t: usize, p: &Mat<f64>, c: &Mat<f64>, q: &Mat<f64>, c2: &Mat<f64>) -> Vec<f64> {
+    let xp: Vec<f64> = (0..=t).map(|j| (0..=t).map(|i| p[(t, i)] * c[(i, j)]).sum()).collect();
+    let xq: Vec<f64> = (0..=t).map(|j| (0..=t).map(|i| q[(t, i)] * c2[(i, j)]).sum()).collect();
+    (0..=t).map(|r| (0..=t).map(|j| xp[j] * p[(r, j)] + xq[j] * q[(r, j)]).sum()).collect()
+}
+
+impl HiddenSite {
+    fn new(t_len: usize) -> Self {
+        let z = || Mat::zeros(t_len, t_len);
+        HiddenSite { pg: z(), qg: z(), ph: z(), qh: z(), cg: z(), ch: z() }
+    }
+
+    /// g(t) = ψ(t) + Σ_{s<t} B(t, s)h(s), B = R_above + η₀g·C_above (the layer above's response
+    /// of its g to its φ, and the update of the matrix between them), then C_g(t, ·).
+    fn g_side(&mut self, t: usize, eg: f64, r_above: &Mat<f64>, c_above: &Mat<f64>, c_below: &Mat<f64>) {
+        let b: Vec<f64> = (0..t).map(|s| r_above[(t, s)] + eg * c_above[(t, s)]).collect();
+        for c in 0..=t {
+            self.pg[(t, c)] = (0..t).map(|s| b[s] * self.ph[(s, c)]).sum();
+            self.qg[(t, c)] = (0..t).map(|s| b[s] * self.qh[(s, c)]).sum::<f64>() + if c == t { 1.0 } else { 0.0 };
+        }
+        for (r, v) in covariance_row(t, &self.pg, c_below, &self.qg, c_above).into_iter().enumerate() {
+            self.cg[(t, r)] = v;
+            self.cg[(r, t)] = v;
+        }
+    }
+
+    /// h(t) = φ(t) + Σ_{s≤t} A(t, s)g(s), A = R_below + η₀g·C_below·[s < t], then C_h(t, ·).
+    fn h_side(&mut self, t: usize, eg: f64, r_below: &Mat<f64>, c_below: &Mat<f64>, c_above: &Mat<f64>) {
+        let a: Vec<f64> =
+            (0..=t).map(|s| r_below[(t, s)] + if s < t { eg * c_below[(t, s)] } else { 0.0 }).collect();
+        for c in 0..=t {
+            self.ph[(t, c)] = (0..=t).map(|s| a[s] * self.pg[(s, c)]).sum::<f64>() + if c == t { 1.0 } else { 0.0 };
+            self.qh[(t, c)] = (0..=t).map(|s| a[s] * self.qg[(s, c)]).sum();
+        }
+        for (r, v) in covariance_row(t, &self.ph, c_below, &self.qh, c_above).into_iter().enumerate() {
+            self.ch[(t, r)] = v;
+            self.ch[(r, t)] = v;
+        }
+    }
+}
+
+/// The readout's site: w(t) = a(t)w(0) + Σ_s B_w(t, s)φ^L(s) and its field
+/// h^L(t) = a_h(t)w(0) + Σ_s B_h(t, s)φ^L(s), φ^L ~ GP(0, C_below), w(0) ~ N(0, 1);
+/// w(t + 1) = w(t) + η₀g·h^L(t).
+struct TopSite {
+    a: Vec<f64>,
+    /// R_{w|φ^L} (strictly causal).
+    bw: Mat<f64>,
+    ah: Vec<f64>,
+    bh: Mat<f64>,
+    /// C_w = w·w/N.
+    cw: Mat<f64>,
+}
+
+impl TopSite {
+    fn new(t_len: usize) -> Self {
+        let z = || Mat::zeros(t_len, t_len);
+        TopSite { a: vec![0.0; t_len], bw: z(), ah: vec![0.0; t_len], bh: z(), cw: z() }
+    }
+
+    /// w(t) from step t − 1, and C_w(t, ·).
+    fn advance(&mut self, t: usize, eg: f64, c_below: &Mat<f64>) {
+        if t == 0 {
+            self.a[0] = 1.0;
+        } else {
+            self.a[t] = self.a[t - 1] + eg * self.ah[t - 1];
+            for c in 0..t {
+                self.bw[(t, c)] = self.bw[(t - 1, c)] + eg * self.bh[(t - 1, c)];
+            }
+        }
+        let x: Vec<f64> = (0..=t).map(|j| (0..=t).map(|i| self.bw[(t, i)] * c_below[(i, j)]).sum()).collect();
+        for r in 0..=t {
+            let v = self.a[t] * self.a[r] + (0..=t).map(|j| x[j] * self.bw[(r, j)]).sum::<f64>();
+            self.cw[(t, r)] = v;
+            self.cw[(r, t)] = v;
+        }
+    }
+
+    /// h^L(t) = φ^L(t) + Σ_{s≤t} A(t, s)w(s), A = R_below + η₀g·C_below·[s < t].
+    fn h_side(&mut self, t: usize, eg: f64, r_below: &Mat<f64>, c_below: &Mat<f64>) {
+        let a: Vec<f64> =
+            (0..=t).map(|s| r_below[(t, s)] + if s < t { eg * c_below[(t, s)] } else { 0.0 }).collect();
+        self.ah[t] = (0..=t).map(|s| a[s] * self.a[s]).sum();
+        for c in 0..=t {
+            self.bh[(t, c)] = (0..=t).map(|s| a[s] * self.bw[(s, c)]).sum::<f64>() + if c == t { 1.0 } else { 0.0 };
+        }
+    }
+}
+
 /// Direct full-batch GD of the network at width N (D = N/ν, P = αD, rounded): the finite-size
-/// ground truth of [`LinearNet::solve`]. Losses at steps 0…T before each update.
+/// ground truth of [`LinearNet::solve`]. Losses at steps 0…T before each update. With
+/// v = −Σ̂e, the forward fields a⁰ = v, a¹ = W⁰v, a^{ℓ+1} = W^ℓa^ℓ/√N and the backward fields
+/// b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N, the updates (rate η = η₀g²N, all from the old values) are
+/// W⁰ += η₀g·b¹vᵀ, W^ℓ += η₀g·b^{ℓ+1}a^ℓᵀ/√N, w += η₀g·a^L, and u = W⁰ᵀb¹/(gN).
 pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCurves {
     let d = ((n as f64) / net.nu).round() as usize;
     let p = ((d as f64) * net.alpha).round() as usize;
+    let depth = net.depth.max(1);
     let gauss = |rows: usize, cols: usize, k: u64| {
         let v = normals(&mut stream(seed, Purpose::Analysis, 400 + k), rows * cols);
         Mat::from_fn(rows, cols, |i, j| v[i * cols + j])
@@ -235,12 +382,19 @@ pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCur
     let beta = gauss(d, 1, 1);
     let mut w0 = gauss(n, d, 2);
     let mut w = gauss(n, 1, 3);
+    let mut hidden: Vec<Mat<f64>> = (1..depth).map(|l| gauss(n, n, 10 + l as u64)).collect();
     let g = net.g();
     let lr = net.eta0 * g; // η·(1/(gN)) = η₀g
+    let root_n = (n as f64).sqrt();
     let target: Col<f64> = Col::from_fn(d, |i| beta[(i, 0)] / (d as f64).sqrt());
     let mut out = LinearCurves::default();
     for t in 0..=steps {
-        let u = (w0.transpose() * w.col(0)) * (1.0 / (g * n as f64));
+        // Backward fields b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N (index ℓ − 1).
+        let mut back = vec![w.clone(); depth];
+        for l in (1..depth).rev() {
+            back[l - 1] = hidden[l - 1].transpose() * &back[l] * (1.0 / root_n);
+        }
+        let u = (w0.transpose() * back[0].col(0)) * (1.0 / (g * n as f64));
         let e = &u - &target;
         let xe = &x * &e;
         let sig_e = x.transpose() * &xe * (1.0 / p as f64);
@@ -250,16 +404,31 @@ pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCur
             break;
         }
         let v = -sig_e;
-        let wv = &w0 * &v;
-        // W ← W + η₀g w vᵀ and w ← w + η₀g W v, both with the old values.
+        // Forward fields a¹ = W⁰v, a^{ℓ+1} = W^ℓa^ℓ/√N (index ℓ − 1), with the old weights.
+        let mut fwd = vec![&w0 * &v];
+        for l in 1..depth {
+            let next = &hidden[l - 1] * fwd[l - 1].as_mat() * (1.0 / root_n);
+            fwd.push(next.col(0).to_owned());
+        }
         for j in 0..d {
             let vj = lr * v[j];
             for i in 0..n {
-                w0[(i, j)] += w[(i, 0)] * vj;
+                w0[(i, j)] += back[0][(i, 0)] * vj;
+            }
+        }
+        for l in 1..depth {
+            let scale = lr / root_n;
+            let (bl, al) = (&back[l], &fwd[l - 1]);
+            let m = &mut hidden[l - 1];
+            for j in 0..n {
+                let aj = scale * al[j];
+                for i in 0..n {
+                    m[(i, j)] += bl[(i, 0)] * aj;
+                }
             }
         }
         for i in 0..n {
-            w[(i, 0)] += lr * wv[i];
+            w[(i, 0)] += lr * fwd[depth - 1][i];
         }
     }
     out
@@ -271,9 +440,12 @@ mod tests {
 
     #[test]
     fn initial_losses_are_exact() {
-        // test(0) = ½(1 + 1/(g²ν)); train(0) = ½E[λ](1 + 1/(g²ν)) with E[λ] = 1.
-        for (nu, alpha, par) in [(2.0, 2.0, Parameterization::Mup), (4.0, 0.5, Parameterization::Ntk)] {
-            let net = LinearNet { nu, alpha, gamma0: 1.5, eta0: 0.1, parameterization: par };
+        // test(0) = ½(1 + 1/(g²ν)) at every depth (|W⁰ᵀ⋯w|² = D·N^L at initialization);
+        // train(0) = ½E[λ](1 + 1/(g²ν)) with E[λ] = 1.
+        for (depth, nu, alpha, par) in
+            [(1, 2.0, 2.0, Parameterization::Mup), (1, 4.0, 0.5, Parameterization::Ntk), (3, 2.0, 2.0, Parameterization::Mup)]
+        {
+            let net = LinearNet { depth, nu, alpha, gamma0: 1.5, eta0: 0.1, parameterization: par };
             let c = net.solve(0);
             let want = 0.5 * (1.0 + 1.0 / (net.g().powi(2) * nu));
             assert!((c.test[0] - want).abs() < 1e-12, "{} vs {want}", c.test[0]);
