@@ -117,6 +117,42 @@ pub struct WignerBenchResult {
 }
 
 /// Time prediction and simulation for S spike steps at size n.
+/// One deep-linear timing (a JSON line of `specdyn bench linear`).
+#[derive(Clone, Debug, Serialize)]
+pub struct LinearBenchResult {
+    pub depth: usize,
+    pub steps: usize,
+    /// The μP DMFT solve of ν = 2, α = 2, γ₀ = 8, η₀ = 0.02 (400 MP nodes), seconds.
+    pub solve_s: f64,
+    pub final_test_loss: f64,
+    /// One direct GD run of the same network at width `simulate_n` (0: not run), seconds.
+    pub simulate_n: usize,
+    pub simulate_s: f64,
+}
+
+/// Time the deep linear DMFT at depth L and horizon T, and one direct GD run at width N.
+pub fn bench_linear(depth: usize, steps: usize, n: usize) -> LinearBenchResult {
+    use crate::theory::linear::{LinearNet, Parameterization, simulate};
+    let net =
+        LinearNet { depth, nu: 2.0, alpha: 2.0, gamma0: 8.0, eta0: 0.02, parameterization: Parameterization::Mup };
+    let t = Instant::now();
+    let curves = net.solve(steps);
+    let solve_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    if n > 0 {
+        std::hint::black_box(simulate(&net, n, steps, 0));
+    }
+    let simulate_s = if n > 0 { t.elapsed().as_secs_f64() } else { 0.0 };
+    LinearBenchResult {
+        depth,
+        steps,
+        solve_s,
+        final_test_loss: curves.test.last().copied().unwrap_or(f64::NAN),
+        simulate_n: n,
+        simulate_s,
+    }
+}
+
 pub fn bench_wigner(steps: usize, n: usize) -> WignerBenchResult {
     use crate::theory::{EndogenousWigner, endogenous::det, roots::real_roots, simulate};
     let m = EndogenousWigner { gamma: 0.2, eta: 0.2, init_variance: 1.0 };

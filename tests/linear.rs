@@ -77,13 +77,15 @@ fn check(net: LinearNet, n: usize, seeds: u64, steps: usize, finite_size: f64) {
 #[test]
 fn mup_loss_curves_match_direct_gd_at_n_1000() {
     // Brief's note: gaps 2.9% / 2.7% at N = 1000 (16 seeds), shrinking with N.
-    let net = LinearNet { depth: 1, nu: 2.0, alpha: 2.0, gamma0: 8.0, eta0: 0.02, parameterization: Parameterization::Mup };
+    let net =
+        LinearNet { depth: 1, nu: 2.0, alpha: 2.0, gamma0: 8.0, eta0: 0.02, parameterization: Parameterization::Mup };
     check(net, 1000, 16, 128, 0.03);
 }
 
 #[test]
 fn ntk_loss_curves_match_direct_gd() {
-    let net = LinearNet { depth: 1, nu: 4.0, alpha: 2.0, gamma0: 8.0, eta0: 0.02, parameterization: Parameterization::Ntk };
+    let net =
+        LinearNet { depth: 1, nu: 4.0, alpha: 2.0, gamma0: 8.0, eta0: 0.02, parameterization: Parameterization::Ntk };
     check(net, 1000, 8, 64, 0.03);
 }
 

@@ -564,6 +564,19 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 2000)]
         n: usize,
     },
+    /// Deep linear DMFT: solve time vs depth L and horizon T (one JSON line per (L, T)), next to
+    /// one direct GD run of the same network.
+    Linear {
+        /// Depths L.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1, 2, 3])]
+        depth: Vec<usize>,
+        /// Horizons T.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![50, 100, 200, 400])]
+        steps: Vec<usize>,
+        /// Width of the direct GD run timed alongside (0: none).
+        #[arg(long, default_value_t = 1000)]
+        simulate: usize,
+    },
     /// μP network DMFT: solve time and memory, outlier roots over all steps (one JSON line per T;
     /// scripts/bench_dmft.py compares with numpy).
     Dmft {
@@ -662,6 +675,21 @@ where
                     "{}",
                     serde_json::to_string(&specdyn::bench::bench_wigner(s.max(1), n.max(2))).unwrap_or_default()
                 );
+            }
+            Ok(0)
+        }
+        Command::Bench { what: BenchWhat::Linear { depth, steps, simulate } } => {
+            if depth.iter().any(|l| !(1..=16).contains(l)) || steps.iter().any(|t| !(1..=2048).contains(t)) {
+                return Err(Error::config(
+                    "--depth must be 1…16 and --steps 1…2048",
+                    "e.g. specdyn bench linear --depth 1,3 --steps 100,200",
+                ));
+            }
+            for &l in &depth {
+                for &t in &steps {
+                    let r = specdyn::bench::bench_linear(l, t, simulate);
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                }
             }
             Ok(0)
         }
