@@ -366,12 +366,7 @@ const CASES: &[Case] = &[
         2,
         &["does not describe this optimizer"],
     ),
-    case(
-        "mup online",
-        "theory mup c.toml --out th --set data.online=true --set train.batch_size=4",
-        2,
-        &["online data"],
-    ),
+    case("mup several outputs", "theory mup c.toml --out th --set data.outputs=3", 2, &["several outputs"]),
     case("mup missing config", "theory mup nope.toml --out th", 2, &["nope.toml"]),
     case("mup zero samples", "theory mup c.toml --out th --samples 1", 2, &["--samples"]),
     case("mup zero response samples", "theory mup c.toml --out th --response-samples 0", 2, &["--response-samples"]),

@@ -19,8 +19,9 @@ use std::path::Path;
 
 /// The problem a run config describes: the same data (K^x from the training inputs), depth,
 /// activation, γ, η₀, σ², steps and (for minibatch SGD) the run's batch order, which the model
-/// seed sets. The DMFT covers plain (stochastic) gradient descent of an MLP
-/// without biases and with one output, in μP or NTK parameterization (NTK: γ = γ₀/√N).
+/// seed sets; for online data the very samples the run draws at every step (set by the data
+/// seed). The DMFT covers plain (stochastic) gradient descent of an MLP without biases and
+/// with one output, in μP or NTK parameterization (NTK: γ = γ₀/√N).
 pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
     use crate::config::{OptimizerKind, Schedule};
     use crate::error::Error;
@@ -28,7 +29,7 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
     let unsupported = |what: &str| {
         Error::config(
             format!("the μP DMFT does not describe {what}"),
-            "use plain SGD (no momentum, constant rate; full batch or minibatches of a fixed dataset), one output, no biases, μP or NTK",
+            "use plain SGD (no momentum, constant rate; full batch, minibatches, or online data), one output, no biases, μP or NTK",
         )
     };
     if cfg.optimizer.kind != OptimizerKind::Sgd || cfg.optimizer.momentum != 0.0 {
@@ -36,9 +37,6 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
     }
     if cfg.optimizer.schedule != Schedule::Constant || cfg.optimizer.warmup_steps > 0 {
         return Err(unsupported("a learning-rate schedule"));
-    }
-    if cfg.data.online {
-        return Err(unsupported("online data"));
     }
     if cfg.model.bias {
         return Err(unsupported("biases"));
@@ -50,17 +48,33 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
     if data.output_dim() != 1 {
         return Err(unsupported("several outputs"));
     }
-    let crate::data::TrainSet::Fixed(crate::data::Samples::Host(train)) = &data.train else {
-        return Err(unsupported("online data or images"));
+    let (xs, ys, d, batches) = match &data.train {
+        crate::data::TrainSet::Fixed(crate::data::Samples::Host(train)) => {
+            let batches = (cfg.train.batch_size > 0 && cfg.train.batch_size < train.n).then(|| {
+                (0..=cfg.train.steps)
+                    .map(|t| data.batch_indices(t, cfg.train.batch_size, cfg.seed).unwrap_or_default())
+                    .collect()
+            });
+            (train.x.clone(), train.y.clone(), train.d, batches)
+        }
+        crate::data::TrainSet::Online => {
+            // The samples of steps 0..=T in order: super-index a = tB + μ is sample a.
+            let (mut xs, mut ys, mut d) = (Vec::new(), Vec::new(), 0);
+            for t in 0..=cfg.train.steps {
+                let crate::data::Batch::Samples(b) = data.batch(t, cfg.train.batch_size, cfg.seed) else {
+                    return Err(unsupported("online data without a batch size"));
+                };
+                xs.extend_from_slice(&b.x);
+                ys.extend_from_slice(&b.y);
+                d = b.d;
+            }
+            (xs, ys, d, None)
+        }
+        _ => return Err(unsupported("images")),
     };
-    let batches = (cfg.train.batch_size > 0 && cfg.train.batch_size < train.n).then(|| {
-        (0..=cfg.train.steps)
-            .map(|t| data.batch_indices(t, cfg.train.batch_size, cfg.seed).unwrap_or_default())
-            .collect()
-    });
-    let (p, d) = (train.n, train.d);
+    let p = ys.len();
     let kx = faer::Mat::from_fn(p, p, |i, j| {
-        (0..d).map(|k| train.x[i * d + k] as f64 * train.x[j * d + k] as f64).sum::<f64>() / d as f64
+        (0..d).map(|k| xs[i * d + k] as f64 * xs[j * d + k] as f64).sum::<f64>() / d as f64
     });
     let gamma = match cfg.model.parameterization {
         Parameterization::Ntk => cfg.model.gamma0 / (cfg.model.width as f64).sqrt(),
@@ -74,8 +88,9 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
         sigma2: cfg.model.init_variance,
         steps: cfg.train.steps as usize,
         kx,
-        y: train.y.iter().map(|v| *v as f64).collect(),
+        y: ys.iter().map(|v| *v as f64).collect(),
         batches,
+        fresh: cfg.data.online,
     })
 }
 
@@ -140,7 +155,7 @@ pub struct MupPrediction {
 /// of SGD; checkpoint, spectra and logging settings never matter.
 pub fn cache_key(cfg: &RunConfig, opts: &DmftOptions) -> String {
     let mut c = cfg.clone();
-    if c.train.batch_size == 0 {
+    if c.train.batch_size == 0 || c.data.online {
         c.seed = 0;
     }
     if c.model.parameterization == Parameterization::Mup {

@@ -74,13 +74,18 @@ pub struct MupProblem {
     pub sigma2: f64,
     /// Number of updates T (times 0..=T).
     pub steps: usize,
-    /// Input kernel K^x_{μν} = x_μ·x_ν/D.
+    /// Input kernel K^x_{μν} = x_μ·x_ν/D over the samples (P of them; (T + 1)·P when `fresh`).
     pub kx: Mat<f64>,
-    /// Targets y_μ.
+    /// Targets y_μ over the same samples.
     pub y: Vec<f64>,
     /// Minibatch SGD: the training samples of each step 0..=T (None: full batch). A step's
     /// error signal is Δ_μ = (y_μ − f_μ)/B on its batch and 0 elsewhere.
     pub batches: Option<Vec<Vec<usize>>>,
+    /// Online SGD (paper App. D): every step trains on P fresh samples, so the super-index
+    /// a = tP + μ is its own sample a (K^x and y over all (T + 1)·P of them). A sample lives
+    /// only at its step, which is all the dynamics needs: its fields enter the kernels of later
+    /// steps through its own step's spike only.
+    pub fresh: bool,
 }
 
 /// Solver settings.
@@ -128,8 +133,25 @@ pub struct DmftSolution {
 }
 
 impl MupProblem {
+    /// Samples per step (the super-index width P).
     pub fn p(&self) -> usize {
-        self.y.len()
+        if self.fresh { self.y.len() / (self.steps + 1) } else { self.y.len() }
+    }
+
+    /// The sample at super-index a = tP + μ.
+    pub fn sample(&self, a: usize) -> usize {
+        if self.fresh { a } else { a % self.p() }
+    }
+
+    /// K^x between the samples of super-indices a and b.
+    pub fn kx_between(&self, a: usize, b: usize) -> f64 {
+        self.kx[(self.sample(a), self.sample(b))]
+    }
+
+    /// The P × P block of K^x among the samples of step t.
+    pub fn kx_at(&self, t: usize) -> Mat<f64> {
+        let p = self.p();
+        Mat::from_fn(p, p, |i, j| self.kx_between(t * p + i, t * p + j))
     }
     pub fn times(&self) -> usize {
         self.steps + 1
@@ -148,16 +170,16 @@ impl MupProblem {
 
     /// The loss the run logs at step t: (1/2B)Σ_{μ ∈ batch(t)}(f_μ − y_μ)² (B = P full-batch).
     pub fn step_loss(&self, t: usize, f: &[f64]) -> f64 {
-        let batch = self.batch(t);
-        batch.iter().map(|&m| (f[m] - self.y[m]).powi(2)).sum::<f64>() / (2.0 * batch.len() as f64)
+        let (batch, p) = (self.batch(t), self.p());
+        batch.iter().map(|&m| (f[m] - self.y[self.sample(t * p + m)]).powi(2)).sum::<f64>() / (2.0 * batch.len() as f64)
     }
 
     /// The error signal of step t: Δ_μ = (y_μ − f_μ)/B on the batch, 0 elsewhere.
     pub fn error_signal(&self, t: usize, f: &[f64]) -> Vec<f64> {
-        let batch = self.batch(t);
-        let mut d = vec![0.0; self.p()];
+        let (batch, p) = (self.batch(t), self.p());
+        let mut d = vec![0.0; p];
         for &m in &batch {
-            d[m] = (self.y[m] - f[m]) / batch.len() as f64;
+            d[m] = (self.y[self.sample(t * p + m)] - f[m]) / batch.len() as f64;
         }
         d
     }
@@ -190,7 +212,7 @@ impl DmftSolution {
         let pr = &self.problem;
         let p = pr.p();
         let phis: Vec<Mat<f64>> =
-            std::iter::once(pr.kx.clone()).chain((1..=pr.depth).map(|l| self.phi_at(l, t))).collect();
+            std::iter::once(pr.kx_at(t)).chain((1..=pr.depth).map(|l| self.phi_at(l, t))).collect();
         let gs: Vec<Mat<f64>> =
             (1..=pr.depth).map(|l| self.g_at(l, t)).chain(std::iter::once(Mat::from_fn(p, p, |_, _| 1.0))).collect();
         Mat::from_fn(p, p, |i, j| phis.iter().zip(&gs).map(|(f, g)| f[(i, j)] * g[(i, j)]).sum())
@@ -216,7 +238,8 @@ pub fn low_rank_sqrt(c: &Mat<f64>, tol: f64) -> Mat<f64> {
 /// (Φ⁰ = K^x), G^ℓ for ℓ = 1..=L+1 (index ℓ−1, G^{L+1} ≡ 1), and the NTK Σ_ℓ G^{ℓ+1} ⊙ Φ^ℓ.
 /// Computed by the layer recursion Φ^ℓ = ⟨φ(u)φ(u)ᵀ⟩, G^ℓ = σ²G^{ℓ+1} ⊙ ⟨φ'(u)φ'(u)ᵀ⟩ with
 /// u ~ N(0, σ²Φ^{ℓ−1}) over `samples` Gaussian draws (exact for linear φ): an independent route
-/// to the γ → 0 limit of the DMFT.
+/// to the γ → 0 limit of the DMFT. For a fixed dataset (not `fresh`): the kernels are over its P
+/// samples.
 pub struct InitialKernels {
     pub phi: Vec<Mat<f64>>,
     pub g: Vec<Mat<f64>>,
@@ -508,9 +531,9 @@ impl<'a> Marcher<'a> {
 
     /// σ²Φ^{ℓ−1} over the first w super-indices (Φ⁰ = K^x tiled): the covariance of u^ℓ.
     fn u_covariance(&self, layer: usize, w: usize) -> Mat<f64> {
-        let (p, s2) = (self.pr.p(), self.pr.sigma2);
+        let s2 = self.pr.sigma2;
         match layer {
-            1 => Mat::from_fn(w, w, |a, b| s2 * self.pr.kx[(a % p, b % p)]),
+            1 => Mat::from_fn(w, w, |a, b| s2 * self.pr.kx_between(a, b)),
             _ => Mat::from_fn(w, w, |a, b| s2 * self.op.phi[layer - 2][(a, b)]),
         }
     }
@@ -531,7 +554,7 @@ impl<'a> Marcher<'a> {
             let a = t * p + i;
             for b in 0..t * p {
                 let (resp, below) = match layer {
-                    1 => (0.0, self.pr.kx[(i, b % p)]),
+                    1 => (0.0, self.pr.kx_between(a, b)),
                     _ => (s2 * self.op.a[layer - 2][(a, b)], self.op.phi[layer - 2][(a, b)]),
                 };
                 self.kh[layer - 1][(a, b)] = resp + eg * self.delta[b] * below;
@@ -566,6 +589,7 @@ impl<'a> Marcher<'a> {
                         let Fields::Sampled { phi: below, .. } = &self.fields[layer - 2] else { unreachable!() };
                         mix * below.as_ref().subcols(c, p)
                     }
+                    _ if self.pr.fresh => src.u1.subcols(c, p).to_owned(),
                     _ => src.u1.clone(),
                 };
                 let kh = &self.kh[layer - 1];
@@ -575,10 +599,12 @@ impl<'a> Marcher<'a> {
                 if layer == 1 {
                     // ⟨hhᵀ⟩ with the source term exact: σ²K^x + ⟨dhᵀ + udᵀ + ddᵀ⟩, d = h − u (the
                     // sample covariance of u alone would add O(1/√M) noise to every outlier).
-                    let u = &src.u1;
+                    let u = if self.pr.fresh { src.u1.subcols(c, p).to_owned() } else { src.u1.clone() };
+                    let u = &u;
                     let d = &h - u;
                     let inv = 1.0 / h.nrows() as f64;
-                    let mut k = Mat::from_fn(p, p, |i, j| self.pr.sigma2 * self.pr.kx[(i, j)]);
+                    let kx = self.pr.kx_at(t);
+                    let mut k = Mat::from_fn(p, p, |i, j| self.pr.sigma2 * kx[(i, j)]);
                     gemm_nt(k.as_mut(), Accum::Add, d.transpose(), d.transpose(), inv);
                     gemm_nt(k.as_mut(), Accum::Add, d.transpose(), u.transpose(), inv);
                     gemm_nt(k.as_mut(), Accum::Add, u.transpose(), d.transpose(), inv);

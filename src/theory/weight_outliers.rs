@@ -312,9 +312,13 @@ pub fn first_layer_outliers_at_width(spikes: &[f64], width: usize, input_dim: us
 
 impl DmftSolution {
     /// The outliers of W⁰/(σ√N) after t updates in the DMFT limit (N → ∞ at fixed D):
-    /// √θ for the first-layer spike strengths θ > 1, largest first.
+    /// √θ for the first-layer spike strengths θ > 1, largest first. Not for online SGD (empty):
+    /// its updates span every sample seen, whose current preactivations the solve does not track.
     pub fn first_layer_outliers(&self, t: usize) -> Vec<f64> {
         let pr = &self.problem;
+        if pr.fresh {
+            return Vec::new();
+        }
         first_layer_outliers(&first_layer_spikes(&pr.kx, &self.h1[t], pr.sigma2), 0.0)
     }
 }
