@@ -460,6 +460,9 @@ Cost O(400·T³): T = 128 takes about a second per (ν, parameterization).")]
         gamma0: f64,
         #[arg(long, default_value_t = 0.02)]
         eta0: f64,
+        /// Label-noise variance σ_ε² of the training targets (the test loss is the excess risk).
+        #[arg(long, default_value_t = 0.0)]
+        label_noise: f64,
         /// GD steps T.
         #[arg(long, default_value_t = 128)]
         steps: usize,
@@ -904,7 +907,26 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             let model = specdyn::theory::extensive::OneStep { nu, chi, gamma0, eta0 };
             rep::extensive(&model, common.simulate, common.seeds, &common.out, common.quiet)?
         }
-        TheoryModel::Linear { depth, nu, alpha, gamma0, eta0, steps, simulate, seeds, out, quiet, threads } => {
+        TheoryModel::Linear {
+            depth,
+            nu,
+            alpha,
+            gamma0,
+            eta0,
+            label_noise,
+            steps,
+            simulate,
+            seeds,
+            out,
+            quiet,
+            threads,
+        } => {
+            if !(label_noise.is_finite() && label_noise >= 0.0) {
+                return Err(Error::config(
+                    format!("--label-noise {label_noise} is not a variance"),
+                    "give σ_ε² ≥ 0, e.g. --label-noise 0.1",
+                ));
+            }
             if !(1..=16).contains(&depth) {
                 return Err(Error::config(format!("--depth {depth} is out of range"), "use 1 to 16 hidden layers"));
             }
@@ -929,6 +951,7 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                 eta0,
                 parameterization: specdyn::theory::linear::Parameterization::Mup,
                 depth,
+                label_noise,
             };
             rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
         }

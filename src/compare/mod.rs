@@ -245,6 +245,12 @@ pub struct WidthSummary {
     pub outlier_steps_outside: usize,
 }
 
+/// Each width's summary with its config's label (empty for a single config).
+pub type Summaries = Vec<(String, WidthSummary)>;
+
+/// A measured quantity over steps: (step, value).
+type Track = Vec<(usize, f64)>;
+
 /// One config's comparison: its theory, its runs, and the per-width summary.
 pub struct Comparison {
     pub theory: MupPrediction,
@@ -262,7 +268,7 @@ pub fn compare(
     out: &Path,
     opts: &DmftOptions,
     quiet: bool,
-) -> Result<(Vec<(String, WidthSummary)>, Vec<PathBuf>)> {
+) -> Result<(Summaries, Vec<PathBuf>)> {
     if runs.is_empty() {
         return Err(Error::config(
             "no run directories given",
@@ -338,7 +344,7 @@ pub fn compare_scan(
     out: &Path,
     opts: &DmftOptions,
     quiet: bool,
-) -> Result<(Vec<(String, WidthSummary)>, Vec<PathBuf>)> {
+) -> Result<(Summaries, Vec<PathBuf>)> {
     let depths: Vec<usize> =
         groups.iter().map(|(_, g)| RunDir::new(&g[0]).read_config().map(|c| c.model.depth)).collect::<Result<_>>()?;
     if depths.iter().any(|d| *d != depths[0]) {
@@ -464,7 +470,7 @@ pub fn scan_figure(entries: &[ScanEntry<'_>], title: &str, out: &Path) -> Result
             });
         }
         if let Some(n) = width {
-            let mean_over = |get: &dyn Fn(&RunMeasurement) -> Option<Vec<(usize, f64)>>| -> Vec<(f64, f64)> {
+            let mean_over = |get: &dyn Fn(&RunMeasurement) -> Option<Track>| -> Vec<(f64, f64)> {
                 let per: Vec<Vec<(usize, f64)>> = e.runs.iter().filter_map(|m| get(m)).collect();
                 let Some(first) = per.first() else { return Vec::new() };
                 first

@@ -2,8 +2,8 @@
 //! training-level DMFT of a linear network of any depth L trained by full-batch gradient
 //! descent — L = 1 and 2 as derived and checked in `docs/deep-linear-dmft.md` of the brief, any
 //! L by the chain of sites below (checked against direct GD at L = 1, 2, 3 in
-//! `tests/linear.rs`). Label noise, online SGD, several outputs and the outliers (App. E.12)
-//! are not built yet.
+//! `tests/linear.rs`), with or without label noise. Online SGD, several outputs and the outliers
+//! (App. E.12) are not built yet.
 //!
 //! **Convention** (the one with a proportional limit). x_μ ~ N(0, I_D), μ = 1…P, a fixed
 //! training set; teacher β ~ N(0, I_D), y = β·x/√D; W⁰ ∈ R^{N×D} and readout w ∈ R^N i.i.d.
@@ -33,6 +33,15 @@
 //! 4. Every coupling is causal or instantaneous-triangular, so the solve marches in time with
 //!    no fixed-point iteration; the only approximation is the quadrature of the MP law.
 //!    Cost O(Q·T³ + L·T³), memory O(Q·T² + L·T²).
+//!
+//! **Label noise** (y_μ = β·x_μ/√D + ε_μ, ε ~ N(0, σ_ε²); derived here). The gradient is
+//! v = −Σ̂e + Xᵀε/P. With X = USVᵀ, Uᵀε is again i.i.d. N(0, σ_ε²), so in Σ̂'s eigenbasis each
+//! input site with λ > 0 gets one more fixed source: ṽ = −λẽ + √(λ/α)ξ, ξ ~ N(0, σ_ε²), and
+//! ẽ(t) = ψ̃(t) − β + Σ_{s<t}M(t, s)ṽ(s). Since λG_λM = I − G_λ, this gives
+//! ṽ = −λG_λ(ψ̃ − β) + √(λ/α)ξ·G_λ1 and ẽ = G_λ(ψ̃ − β) + ξ(1 − G_λ1)/√(λα): C_v gains
+//! E_λ[(λ/α)σ_ε²(G_λ1)(G_λ1)ᵀ], R_v is unchanged, test(t) gains ½E_λ[σ_ε²(1 − G_λ1)_t²/(λα)],
+//! and train(t) = (1/2P)|Xu − y|² gains ½E_λ[σ_ε²(G_λ1)_t²/α] + ½(1 − 1/α)₊σ_ε² (the noise
+//! outside X's column space). The width sites do not change.
 //!
 //! **Depth L** (f = wᵀW^{L−1}⋯W⁰x/(g·N^{(L+1)/2}), W^ℓ ∈ R^{N×N} for 1 ≤ ℓ < L, all N(0, 1);
 //! the brief's L = 2 case written for any L). With the forward fields h¹ = W⁰v,
@@ -82,6 +91,9 @@ pub struct LinearNet {
     pub gamma0: f64,
     pub eta0: f64,
     pub parameterization: Parameterization,
+    /// Label-noise variance σ_ε²: y_μ = β·x_μ/√D + ε_μ with ε_μ ~ N(0, σ_ε²) on the training set
+    /// (the test loss stays the excess risk ½|e|²).
+    pub label_noise: f64,
 }
 
 /// Train and test loss at every step 0…T (before each update).
@@ -148,6 +160,9 @@ impl LinearNet {
         let tt = t_len * t_len;
         let mut gl: Vec<Vec<f64>> = vec![vec![0.0; tt]; q];
         let mut hl: Vec<Vec<f64>> = vec![vec![0.0; tt]; q];
+        // Per node the row sums (G_λ1)(t), which carry the label noise.
+        let mut g1: Vec<Vec<f64>> = vec![vec![0.0; t_len]; q];
+        let (noise, alpha) = (self.label_noise, self.alpha);
         let mut mrow = vec![0.0; tt];
         let mut srow = vec![0.0; tt];
         let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
@@ -188,8 +203,9 @@ impl LinearNet {
             let shares: Vec<(Vec<f64>, Vec<f64>, f64, f64)> = gl
                 .par_iter_mut()
                 .zip(hl.par_iter_mut())
+                .zip(g1.par_iter_mut())
                 .zip(lam.par_iter().zip(wq.par_iter()))
-                .map(|((gm, hm), (&l, &wj))| {
+                .map(|(((gm, hm), g1m), (&l, &wj))| {
                     // G(t, c) = −λ Σ_{c≤r<t} M(t, r) G(r, c), as row updates.
                     let mut row = vec![0.0; t + 1];
                     row[t] = 1.0;
@@ -212,16 +228,23 @@ impl LinearNet {
                     for r in 0..t {
                         hm[r * t_len + t] = dot(&gm[r * t_len..r * t_len + r + 1], &srow[t * t_len..t * t_len + r + 1]);
                     }
+                    g1m[t] = row.iter().sum();
+                    // Label noise (module docs): ṽ gains √(λ/α)ξ·G1, ẽ gains ξ(1 − G1)/√(λα).
+                    let nl = if l > 0.0 { noise * l / alpha } else { 0.0 };
                     let mut cv_part = vec![0.0; t + 1];
                     let mut rv_part = vec![0.0; t + 1];
                     let mut gsg_tt = 0.0;
                     for c in 0..=t {
                         let gsg = dot(&hrow[..=c], &gm[c * t_len..c * t_len + c + 1]);
-                        cv_part[c] = wj * l * l * gsg;
+                        cv_part[c] = wj * (l * l * gsg + nl * g1m[t] * g1m[c]);
                         rv_part[c] = -wj * l * row[c];
                         gsg_tt = gsg;
                     }
-                    (cv_part, rv_part, wj * 0.5 * gsg_tt, wj * 0.5 * l * gsg_tt)
+                    let (test_noise, train_noise) = match l > 0.0 {
+                        true => (noise * (1.0 - g1m[t]).powi(2) / (l * alpha), noise * g1m[t].powi(2) / alpha),
+                        false => (0.0, 0.0),
+                    };
+                    (cv_part, rv_part, wj * 0.5 * (gsg_tt + test_noise), wj * 0.5 * (l * gsg_tt + train_noise))
                 })
                 .collect();
             let mut cv_row = vec![0.0; t + 1];
@@ -241,7 +264,8 @@ impl LinearNet {
                 rv[(t, c)] = rv_row[c];
             }
             out.test.push(test);
-            out.train.push(train);
+            // The noise outside the column space of X (P > D): ½(1 − 1/α)σ_ε².
+            out.train.push(train + 0.5 * noise * (1.0 - 1.0 / alpha).max(0.0));
             // 4. Up the hidden sites: h^ℓ(t) from g^ℓ up to t, C_{h^ℓ}(t, ·), R_{h^ℓ|ψ^ℓ}(t, ·).
             // The coupling from below: R_v/(gν) from the input site, R_{h^{ℓ−1}|ψ^{ℓ−1}} above it.
             let rv_scaled = Mat::from_fn(t + 1, t + 1, |i, j| rv[(i, j)] / (g * nu));
@@ -372,7 +396,7 @@ impl TopSite {
 
 /// Direct full-batch GD of the network at width N (D = N/ν, P = αD, rounded): the finite-size
 /// ground truth of [`LinearNet::solve`]. Losses at steps 0…T before each update. With
-/// v = −Σ̂e, the forward fields a⁰ = v, a¹ = W⁰v, a^{ℓ+1} = W^ℓa^ℓ/√N and the backward fields
+/// v = −Xᵀ(Xu − y)/P (= −Σ̂e without label noise), the forward fields a⁰ = v, a¹ = W⁰v, a^{ℓ+1} = W^ℓa^ℓ/√N and the backward fields
 /// b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N, the updates (rate η = η₀g²N, all from the old values) are
 /// W⁰ += η₀g·b¹vᵀ, W^ℓ += η₀g·b^{ℓ+1}a^ℓᵀ/√N, w += η₀g·a^L, and u = W⁰ᵀb¹/(gN).
 pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCurves {
@@ -392,6 +416,8 @@ pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCur
     let lr = net.eta0 * g; // η·(1/(gN)) = η₀g
     let root_n = (n as f64).sqrt();
     let target: Col<f64> = Col::from_fn(d, |i| beta[(i, 0)] / (d as f64).sqrt());
+    let noise = gauss(p, 1, 5);
+    let eps: Col<f64> = Col::from_fn(p, |i| net.label_noise.sqrt() * noise[(i, 0)]);
     let mut out = LinearCurves::default();
     for t in 0..=steps {
         // Backward fields b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N (index ℓ − 1).
@@ -401,7 +427,7 @@ pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCur
         }
         let u = (w0.transpose() * back[0].col(0)) * (1.0 / (g * n as f64));
         let e = &u - &target;
-        let xe = &x * &e;
+        let xe = &x * &e - &eps; // the training residuals Xu − y
         let sig_e = x.transpose() * &xe * (1.0 / p as f64);
         out.test.push(0.5 * e.squared_norm_l2());
         out.train.push(0.5 * xe.squared_norm_l2() / p as f64);
@@ -450,6 +476,7 @@ mod tests {
         // (α = 2; 1e-15 at α = 0.5), train loss above 1% of its start within 1e-13.
         for alpha in [2.0, 0.5] {
             let net = LinearNet {
+                label_noise: 0.0,
                 depth: 2,
                 nu: 2.0,
                 alpha,
@@ -478,11 +505,15 @@ mod tests {
             (1, 4.0, 0.5, Parameterization::Ntk),
             (3, 2.0, 2.0, Parameterization::Mup),
         ] {
-            let net = LinearNet { depth, nu, alpha, gamma0: 1.5, eta0: 0.1, parameterization: par };
+            let net = LinearNet { label_noise: 0.0, depth, nu, alpha, gamma0: 1.5, eta0: 0.1, parameterization: par };
             let c = net.solve(0);
             let want = 0.5 * (1.0 + 1.0 / (net.g().powi(2) * nu));
             assert!((c.test[0] - want).abs() < 1e-12, "{} vs {want}", c.test[0]);
             assert!((c.train[0] - want).abs() < 1e-9, "{} vs {want}", c.train[0]);
+            // Label noise adds ½σ_ε² to the training loss only (α > 1 and α < 1 alike).
+            let noisy = LinearNet { label_noise: 0.3, ..net }.solve(0);
+            assert!((noisy.test[0] - want).abs() < 1e-12, "{} vs {want}", noisy.test[0]);
+            assert!((noisy.train[0] - want - 0.15).abs() < 1e-9, "{} vs {}", noisy.train[0], want + 0.15);
         }
     }
 }
