@@ -135,6 +135,7 @@ pub fn bench_linear(depth: usize, steps: usize, n: usize) -> LinearBenchResult {
     use crate::theory::linear::{LinearNet, Parameterization, simulate};
     let net = LinearNet {
         label_noise: 0.0,
+        online: false,
         depth,
         nu: 2.0,
         alpha: 2.0,

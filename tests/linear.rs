@@ -79,6 +79,7 @@ fn mup_loss_curves_match_direct_gd_at_n_1000() {
     // Brief's note: gaps 2.9% / 2.7% at N = 1000 (16 seeds), shrinking with N.
     let net = LinearNet {
         label_noise: 0.0,
+        online: false,
         depth: 1,
         nu: 2.0,
         alpha: 2.0,
@@ -93,6 +94,7 @@ fn mup_loss_curves_match_direct_gd_at_n_1000() {
 fn ntk_loss_curves_match_direct_gd() {
     let net = LinearNet {
         label_noise: 0.0,
+        online: false,
         depth: 1,
         nu: 4.0,
         alpha: 2.0,
@@ -114,6 +116,7 @@ fn mup_is_width_consistent_and_ntk_slows_down_as_in_the_reference_solve() {
         for (nu, w) in [2.0, 4.0, 8.0].into_iter().zip(want) {
             let net = LinearNet {
                 label_noise: 0.0,
+                online: false,
                 depth: 1,
                 nu,
                 alpha: 2.0,
@@ -134,6 +137,7 @@ fn depth_two_loss_curves_match_direct_gd() {
     // 3.3% (train / test) at N = 1000 with 16 seeds, 3.5% / 3.6% at 2000, 1.1% / 2.7% at 4000.
     let net = LinearNet {
         label_noise: 0.0,
+        online: false,
         depth: 2,
         nu: 2.0,
         alpha: 2.0,
@@ -152,6 +156,7 @@ fn depth_three_loss_curves_match_direct_gd() {
     // and the runs sit up to 33% (4 SE) off: a regime this test does not claim.
     let net = LinearNet {
         label_noise: 0.0,
+        online: false,
         depth: 3,
         nu: 2.0,
         alpha: 2.0,
@@ -169,9 +174,30 @@ fn label_noise_matches_direct_gd() {
     for depth in [1, 2] {
         let net = LinearNet {
             label_noise: 0.5,
+            online: false,
             depth,
             nu: 2.0,
             alpha: 2.0,
+            gamma0: 8.0,
+            eta0: 0.02,
+            parameterization: Parameterization::Mup,
+        };
+        check(net, 1000, 16, 64, 0.04);
+    }
+}
+
+#[test]
+fn online_sgd_matches_direct_gd() {
+    // Online SGD (App. E.14): a fresh batch of αD samples every step; the input site has λ = 1
+    // and a batch noise of variance (|e|² + σ_ε²)/α (module docs). Batch ratio α = 1, L = 1 and
+    // L = 2 (the second with label noise 0.3), against direct online GD at N = 1000.
+    for (depth, noise) in [(1, 0.0), (2, 0.3)] {
+        let net = LinearNet {
+            label_noise: noise,
+            online: true,
+            depth,
+            nu: 2.0,
+            alpha: 1.0,
             gamma0: 8.0,
             eta0: 0.02,
             parameterization: Parameterization::Mup,

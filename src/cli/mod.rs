@@ -952,6 +952,7 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                 parameterization: specdyn::theory::linear::Parameterization::Mup,
                 depth,
                 label_noise,
+                online: false,
             };
             rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
         }

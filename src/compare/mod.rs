@@ -263,12 +263,7 @@ pub struct Comparison {
 /// configs (a σ² or γ₀ scan, …) are compared one config at a time into `out/<what differs>/`,
 /// with the scan figure and summary in `out` ([`compare_scan`]). Returns each width's summary
 /// with its config's label (empty for a single config).
-pub fn compare(
-    runs: &[PathBuf],
-    out: &Path,
-    opts: &DmftOptions,
-    quiet: bool,
-) -> Result<(Summaries, Vec<PathBuf>)> {
+pub fn compare(runs: &[PathBuf], out: &Path, opts: &DmftOptions, quiet: bool) -> Result<(Summaries, Vec<PathBuf>)> {
     if runs.is_empty() {
         return Err(Error::config(
             "no run directories given",

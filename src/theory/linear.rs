@@ -2,8 +2,8 @@
 //! training-level DMFT of a linear network of any depth L trained by full-batch gradient
 //! descent — L = 1 and 2 as derived and checked in `docs/deep-linear-dmft.md` of the brief, any
 //! L by the chain of sites below (checked against direct GD at L = 1, 2, 3 in
-//! `tests/linear.rs`), with or without label noise. Online SGD, several outputs and the outliers
-//! (App. E.12) are not built yet.
+//! `tests/linear.rs`), with or without label noise, full batch or online SGD. Several outputs
+//! and the outliers (App. E.12) are not built yet.
 //!
 //! **Convention** (the one with a proportional limit). x_μ ~ N(0, I_D), μ = 1…P, a fixed
 //! training set; teacher β ~ N(0, I_D), y = β·x/√D; W⁰ ∈ R^{N×D} and readout w ∈ R^N i.i.d.
@@ -42,6 +42,14 @@
 //! E_λ[(λ/α)σ_ε²(G_λ1)(G_λ1)ᵀ], R_v is unchanged, test(t) gains ½E_λ[σ_ε²(1 − G_λ1)_t²/(λα)],
 //! and train(t) = (1/2P)|Xu − y|² gains ½E_λ[σ_ε²(G_λ1)_t²/α] + ½(1 − 1/α)₊σ_ε² (the noise
 //! outside X's column space). The width sites do not change.
+//!
+//! **Online SGD** (paper App. E.14; derived here): step t uses a fresh batch X_t of B = αD
+//! samples, independent of e(t). Then (Σ̂_t e)_a = e_a(1 + O(B^{-1/2})) + N(0, |e|²/B): the input
+//! site has the single eigenvalue λ = 1 and a batch noise ζ(t), independent across steps, of
+//! variance (2·test(t) + σ_ε²)/α in ẽ units (the label noise adds Xᵀε/B). With G = (I + M)⁻¹,
+//! ẽ = G(ψ̃ − β) + (I − G)ζ and ṽ = −G(ψ̃ − β) + Gζ: C_v gains G diag(var ζ) Gᵀ, R_v = −G,
+//! test(t) gains ½Σ_{s<t}G(t, s)²var ζ(s), and the logged loss (the fresh batch's, before the
+//! update) is test(t) + ½σ_ε². Still causal: ζ(t) needs only test(t).
 //!
 //! **Depth L** (f = wᵀW^{L−1}⋯W⁰x/(g·N^{(L+1)/2}), W^ℓ ∈ R^{N×N} for 1 ≤ ℓ < L, all N(0, 1);
 //! the brief's L = 2 case written for any L). With the forward fields h¹ = W⁰v,
@@ -94,6 +102,9 @@ pub struct LinearNet {
     /// Label-noise variance σ_ε²: y_μ = β·x_μ/√D + ε_μ with ε_μ ~ N(0, σ_ε²) on the training set
     /// (the test loss stays the excess risk ½|e|²).
     pub label_noise: f64,
+    /// Online SGD (paper App. E.14): every step a fresh batch of αD samples (α is then the batch
+    /// ratio); the loss logged at a step is the fresh batch's, before the update.
+    pub online: bool,
 }
 
 /// Train and test loss at every step 0…T (before each update).
@@ -149,7 +160,8 @@ impl LinearNet {
         let t_len = steps + 1;
         let (g, e0, nu, depth) = (self.g(), self.eta0, self.nu, self.depth.max(1));
         let eg = e0 * g;
-        let (lam, wq) = self.spectrum(nodes);
+        // Online: E[Σ̂_t] = I, one node at λ = 1; the fluctuations of Σ̂_t become noise.
+        let (lam, wq) = if self.online { (vec![1.0], vec![1.0]) } else { self.spectrum(nodes) };
         let q = lam.len();
         let mut hidden: Vec<HiddenSite> = (1..depth).map(|_| HiddenSite::new(t_len)).collect();
         let mut top = TopSite::new(t_len);
@@ -162,7 +174,9 @@ impl LinearNet {
         let mut hl: Vec<Vec<f64>> = vec![vec![0.0; tt]; q];
         // Per node the row sums (G_λ1)(t), which carry the label noise.
         let mut g1: Vec<Vec<f64>> = vec![vec![0.0; t_len]; q];
-        let (noise, alpha) = (self.label_noise, self.alpha);
+        let (noise, alpha, online) = (self.label_noise, self.alpha, self.online);
+        // Online: the variance of the batch noise ζ(s) of each past step (module docs).
+        let mut zeta = vec![0.0; t_len];
         let mut mrow = vec![0.0; tt];
         let mut srow = vec![0.0; tt];
         let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
@@ -230,7 +244,7 @@ impl LinearNet {
                     }
                     g1m[t] = row.iter().sum();
                     // Label noise (module docs): ṽ gains √(λ/α)ξ·G1, ẽ gains ξ(1 − G1)/√(λα).
-                    let nl = if l > 0.0 { noise * l / alpha } else { 0.0 };
+                    let nl = if l > 0.0 && !online { noise * l / alpha } else { 0.0 };
                     let mut cv_part = vec![0.0; t + 1];
                     let mut rv_part = vec![0.0; t + 1];
                     let mut gsg_tt = 0.0;
@@ -240,10 +254,19 @@ impl LinearNet {
                         rv_part[c] = -wj * l * row[c];
                         gsg_tt = gsg;
                     }
-                    let (test_noise, train_noise) = match l > 0.0 {
+                    let (mut test_noise, mut train_noise) = match l > 0.0 && !online {
                         true => (noise * (1.0 - g1m[t]).powi(2) / (l * alpha), noise * g1m[t].powi(2) / alpha),
                         false => (0.0, 0.0),
                     };
+                    if online {
+                        // ṽ gains Gζ and ẽ gains (I − G)ζ, ζ(s) independent with variance zeta[s].
+                        for c in 0..=t {
+                            let gc = &gm[c * t_len..c * t_len + c + 1];
+                            cv_part[c] += wj * (0..=c).map(|s| row[s] * gc[s] * zeta[s]).sum::<f64>();
+                        }
+                        test_noise = (0..t).map(|s| row[s].powi(2) * zeta[s]).sum();
+                        train_noise = test_noise;
+                    }
                     (cv_part, rv_part, wj * 0.5 * (gsg_tt + test_noise), wj * 0.5 * (l * gsg_tt + train_noise))
                 })
                 .collect();
@@ -258,14 +281,25 @@ impl LinearNet {
                 test += te;
                 train += tr;
             }
+            if online {
+                // The batch noise of step t (Σ̂_t e(t) fluctuates by |e|²/B, Xᵀε/B by σ_ε²/B)
+                // needs only test(t); it enters C_v(t, t) at once (G(t, t) = 1).
+                zeta[t] = (2.0 * test + noise) / alpha;
+                cv_row[t] += zeta[t];
+            }
             for c in 0..=t {
                 cv[(t, c)] = cv_row[c];
                 cv[(c, t)] = cv_row[c];
                 rv[(t, c)] = rv_row[c];
             }
             out.test.push(test);
-            // The noise outside the column space of X (P > D): ½(1 − 1/α)σ_ε².
-            out.train.push(train + 0.5 * noise * (1.0 - 1.0 / alpha).max(0.0));
+            if online {
+                // The fresh batch's loss: the population loss plus the label noise's.
+                out.train.push(train + 0.5 * noise);
+            } else {
+                // The noise outside the column space of X (P > D): ½(1 − 1/α)σ_ε².
+                out.train.push(train + 0.5 * noise * (1.0 - 1.0 / alpha).max(0.0));
+            }
             // 4. Up the hidden sites: h^ℓ(t) from g^ℓ up to t, C_{h^ℓ}(t, ·), R_{h^ℓ|ψ^ℓ}(t, ·).
             // The coupling from below: R_v/(gν) from the input site, R_{h^{ℓ−1}|ψ^{ℓ−1}} above it.
             let rv_scaled = Mat::from_fn(t + 1, t + 1, |i, j| rv[(i, j)] / (g * nu));
@@ -394,8 +428,8 @@ impl TopSite {
     }
 }
 
-/// Direct full-batch GD of the network at width N (D = N/ν, P = αD, rounded): the finite-size
-/// ground truth of [`LinearNet::solve`]. Losses at steps 0…T before each update. With
+/// Direct GD of the network at width N (D = N/ν, P = αD, rounded; full batch, or a fresh
+/// batch of P every step when `online`): the finite-size ground truth of [`LinearNet::solve`]. Losses at steps 0…T before each update. With
 /// v = −Xᵀ(Xu − y)/P (= −Σ̂e without label noise), the forward fields a⁰ = v, a¹ = W⁰v, a^{ℓ+1} = W^ℓa^ℓ/√N and the backward fields
 /// b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N, the updates (rate η = η₀g²N, all from the old values) are
 /// W⁰ += η₀g·b¹vᵀ, W^ℓ += η₀g·b^{ℓ+1}a^ℓᵀ/√N, w += η₀g·a^L, and u = W⁰ᵀb¹/(gN).
@@ -427,7 +461,16 @@ pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCur
         }
         let u = (w0.transpose() * back[0].col(0)) * (1.0 / (g * n as f64));
         let e = &u - &target;
-        let xe = &x * &e - &eps; // the training residuals Xu − y
+        // Online SGD: this step's fresh batch and label noise (streams 1000 + 2t, 1001 + 2t).
+        let fresh = net.online.then(|| {
+            let noise = gauss(p, 1, 1001 + 2 * t as u64);
+            (gauss(p, d, 1000 + 2 * t as u64), Col::from_fn(p, |i| net.label_noise.sqrt() * noise[(i, 0)]))
+        });
+        let (x, eps) = match &fresh {
+            Some((xt, et)) => (xt, et),
+            None => (&x, &eps),
+        };
+        let xe = x * &e - eps; // the training residuals Xu − y
         let sig_e = x.transpose() * &xe * (1.0 / p as f64);
         out.test.push(0.5 * e.squared_norm_l2());
         out.train.push(0.5 * xe.squared_norm_l2() / p as f64);
@@ -477,6 +520,7 @@ mod tests {
         for alpha in [2.0, 0.5] {
             let net = LinearNet {
                 label_noise: 0.0,
+                online: false,
                 depth: 2,
                 nu: 2.0,
                 alpha,
@@ -505,7 +549,16 @@ mod tests {
             (1, 4.0, 0.5, Parameterization::Ntk),
             (3, 2.0, 2.0, Parameterization::Mup),
         ] {
-            let net = LinearNet { label_noise: 0.0, depth, nu, alpha, gamma0: 1.5, eta0: 0.1, parameterization: par };
+            let net = LinearNet {
+                label_noise: 0.0,
+                online: false,
+                depth,
+                nu,
+                alpha,
+                gamma0: 1.5,
+                eta0: 0.1,
+                parameterization: par,
+            };
             let c = net.solve(0);
             let want = 0.5 * (1.0 + 1.0 / (net.g().powi(2) * nu));
             assert!((c.test[0] - want).abs() < 1e-12, "{} vs {want}", c.test[0]);
