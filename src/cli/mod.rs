@@ -463,6 +463,9 @@ Cost O(400·T³): T = 128 takes about a second per (ν, parameterization).")]
         /// Label-noise variance σ_ε² of the training targets (the test loss is the excess risk).
         #[arg(long, default_value_t = 0.0)]
         label_noise: f64,
+        /// Online SGD: a fresh batch of αD samples every step (α is then the batch ratio).
+        #[arg(long)]
+        online: bool,
         /// GD steps T.
         #[arg(long, default_value_t = 128)]
         steps: usize,
@@ -914,6 +917,7 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             gamma0,
             eta0,
             label_noise,
+            online,
             steps,
             simulate,
             seeds,
@@ -952,7 +956,7 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                 parameterization: specdyn::theory::linear::Parameterization::Mup,
                 depth,
                 label_noise,
-                online: false,
+                online,
             };
             rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
         }

@@ -588,8 +588,13 @@ pub fn linear(
     let pb = bar((pars.len() * nus.len()) as u64, quiet, "solving");
     let mut panels = Vec::new();
     println!(
-        "Linear network with L = {} hidden layer(s), proportional limit: α = P/D = {}, γ₀ = {}, η₀ = {}, T = {steps}",
-        base.depth, base.alpha, base.gamma0, base.eta0
+        "Linear network with L = {} hidden layer(s), proportional limit: α = {} ({}), γ₀ = {}, η₀ = {}, label noise σ_ε² = {}, T = {steps}",
+        base.depth,
+        base.alpha,
+        if base.online { "fresh batch ratio B/D: online SGD" } else { "P/D: full batch" },
+        base.gamma0,
+        base.eta0,
+        base.label_noise
     );
     println!("{:<5} {:>6} {:>12} {:>12} {:>22}", "par", "ν", "final train", "final test", "simulated final test");
     for par in pars {
