@@ -22,8 +22,10 @@
 //! theory's Monte-Carlo standard error (±inf when the theory is exact or has one replica).
 //! Kernel alignment A(K, K') = ⟨K, K'⟩_F / (‖K‖_F ‖K'‖_F) (Cortes et al. 2012, uncentered).
 //! `max_loss_gap` is over steps where the theory loss is above 1% of its initial value;
-//! the outlier columns over steps where the theory predicts an outlier of W^ℓ (after escape),
-//! with the theory's top outlier compared with the run's top normalized singular value;
+//! the outlier columns over steps where the theory predicts an outlier of W^ℓ resolved from the
+//! edge (more than [`RESOLVED_FLOOR`] and 3 theory standard errors above it; every step with a
+//! prediction is in outliers.csv), with the theory's top outlier compared with the run's top
+//! singular value;
 //! `outlier_steps_outside` counts those whose gap exceeds both 3 theory standard errors and
 //! [`EDGE_TOLERANCE`] of the distance above the edge.
 
@@ -215,6 +217,11 @@ pub fn compute_with_bar(cfg: &RunConfig, opts: &DmftOptions, quiet: bool) -> Res
 /// The outlier gap a comparison accepts without a theory standard error to cover it, as a
 /// fraction of the predicted distance above the MP edge.
 pub const EDGE_TOLERANCE: f64 = 0.03;
+
+/// A predicted outlier counts in the summaries once it is this far above the edge (and 3 theory
+/// standard errors): just after escape its distance to the edge is ~0 and gaps in that unit
+/// blow up (they stay in outliers.csv).
+pub const RESOLVED_FLOOR: f64 = 0.01;
 
 /// Half-width of a ±2 SE band (0 where the error is unknown).
 fn band(se: f64) -> f64 {
@@ -652,7 +659,10 @@ pub fn compare_one(runs: &[PathBuf], out: &Path, opts: &DmftOptions, quiet: bool
                 let gap = pred.map(|p| (p - m) / m);
                 let edge_gap = pred.map(|p| (p - m) / (p - edge));
                 let se_gap = pred.zip(se).map(|(p, e)| in_se(p - m, e));
-                if let (Some(g), Some(eg), Some(sg)) = (gap, edge_gap, se_gap) {
+                // Summaries count the steps whose predicted outlier is resolved from the edge
+                // (at escape the distance above the edge is ~0 and the edge unit is meaningless).
+                let resolved = pred.zip(se).is_some_and(|(p, e)| p - edge > RESOLVED_FLOOR.max(3.0 * e.max(0.0)));
+                if let (Some(g), Some(eg), Some(sg), true) = (gap, edge_gap, se_gap, resolved) {
                     s.max_outlier_gap = s.max_outlier_gap.max(g.abs());
                     s.max_outlier_edge_gap = s.max_outlier_edge_gap.max(eg.abs());
                     s.outlier_steps += 1;

@@ -302,12 +302,17 @@ pub fn first_layer_outliers(spikes: &[f64], c: f64) -> Vec<f64> {
 
 /// The outlier singular values of W⁰/(σ√N) at width N for the DMFT's spike strengths θ (N → ∞)
 /// with input dimension D and r = rank K^x (see the module docs): each θ through the sample
-/// covariance law at ratio r/N, then [`first_layer_outliers`] at c = (D − r)/N. Largest first.
+/// covariance law at ratio r/N, then [`first_layer_outliers`] at c = (D − r)/N; only values
+/// above the bulk edge 1 + √(D/N) of the whole matrix count (near the threshold the two steps
+/// interact and the composed law is not claimed). Largest first.
 pub fn first_layer_outliers_at_width(spikes: &[f64], width: usize, input_dim: usize, rank: usize) -> Vec<f64> {
     let n = width as f64;
     let sampled: Vec<f64> =
         spikes.iter().filter_map(|&theta| super::rmt::sample_covariance_spike(theta, rank as f64 / n)).collect();
-    first_layer_outliers(&sampled, input_dim.saturating_sub(rank) as f64 / n)
+    let edge = 1.0 + (input_dim as f64 / n).sqrt();
+    let mut out = first_layer_outliers(&sampled, input_dim.saturating_sub(rank) as f64 / n);
+    out.retain(|&v| v > edge);
+    out
 }
 
 impl DmftSolution {
