@@ -162,12 +162,17 @@ pub fn rectangular_spike_outlier(theta: f64, c: f64) -> Option<f64> {
     (theta > c.powf(0.25)).then(|| ((1.0 + theta * theta) * (c + theta * theta)).sqrt() / theta)
 }
 
-/// Largest eigenvalue of the sample covariance of n i.i.d. rows in dimension d whose population
-/// covariance is the identity except one eigenvalue θ (Baik & Silverstein 2006; the
-/// Baik–Ben Arous–Péché transition), ratio γ = d/n: θ + γθ/(θ − 1) = θ(θ − 1 + γ)/(θ − 1)
-/// when θ > 1 + √γ; otherwise None (it sticks to the MP edge (1 + √γ)²).
+/// Largest eigenvalue of the sample covariance of n i.i.d. Gaussian rows in dimension d whose
+/// population covariance is the identity except one eigenvalue θ (Baik & Silverstein 2006; the
+/// Baik–Ben Arous–Péché transition), ratio γ = d/n: θ(θ − 1 + γ)/(θ − 1) when θ > 1 + √γ;
+/// otherwise None (it sticks to the MP edge (1 + √γ)²). The same law as
+/// [`rectangular_spike_outlier`] squared at strength √(θ − 1): the rows are a Gaussian matrix
+/// whose spike direction is stretched to variance θ = 1 + (strength)².
 pub fn sample_covariance_spike(theta: f64, gamma: f64) -> Option<f64> {
-    (theta > 1.0 + gamma.sqrt()).then(|| theta * (theta - 1.0 + gamma) / (theta - 1.0))
+    if theta <= 1.0 {
+        return None;
+    }
+    rectangular_spike_outlier((theta - 1.0).sqrt(), gamma).map(|s| s * s)
 }
 
 /// Root of a continuous `f` with a sign change on [lo, hi], to machine precision.

@@ -287,14 +287,15 @@ pub fn first_layer_spikes(kx: &Mat<f64>, kh: &Mat<f64>, sigma2: f64) -> Vec<f64>
 }
 
 /// The outlier singular values of W⁰/(σ√N) for spike strengths θ (from [`first_layer_spikes`])
-/// and bulk ratio c = (D − r)/N: √(θ(θ − 1 + c)/(θ − 1)) for each θ > 1 + √c, largest first;
-/// c = 0 (the DMFT limit) gives √θ for θ > 1. The same as
-/// [`super::rmt::rectangular_spike_outlier`] at spike strength √(θ − 1).
+/// and bulk ratio c = (D − r)/N: the rectangular BBP law
+/// ([`super::rmt::rectangular_spike_outlier`]) at spike strength √(θ − 1), i.e.
+/// √(θ(θ − 1 + c)/(θ − 1)) for each θ > 1 + √c, largest first; c = 0 (the DMFT limit) gives √θ
+/// for θ > 1.
 pub fn first_layer_outliers(spikes: &[f64], c: f64) -> Vec<f64> {
     let mut out: Vec<f64> = spikes
         .iter()
-        .filter(|&&theta| theta > 1.0 + c.sqrt() && theta > 1.0)
-        .map(|&theta| (theta * (theta - 1.0 + c) / (theta - 1.0)).sqrt())
+        .filter(|&&theta| theta > 1.0)
+        .filter_map(|&theta| super::rmt::rectangular_spike_outlier((theta - 1.0).sqrt(), c))
         .collect();
     out.sort_by(|a, b| b.total_cmp(a));
     out
@@ -346,15 +347,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_layer_law_is_rectangular_bbp_at_strength_sqrt_theta_minus_one() {
-        use crate::theory::rmt::rectangular_spike_outlier;
+    fn first_layer_law_closed_form_threshold_and_limit() {
+        // √(θ(θ − 1 + c)/(θ − 1)) above θ = 1 + √c, nothing below.
         for c in [0.0, 0.01, 0.3] {
             for theta in [1.05, 1.3, 2.0, 5.0] {
                 let ours = first_layer_outliers(&[theta], c);
-                let bgn = rectangular_spike_outlier((theta - 1.0f64).sqrt(), c);
-                assert_eq!(ours.len(), bgn.is_some() as usize, "θ = {theta}, c = {c}");
-                if let Some(b) = bgn {
-                    assert!((ours[0] - b).abs() < 1e-12, "θ = {theta}, c = {c}: {} vs {b}", ours[0]);
+                let above = theta > 1.0 + f64::sqrt(c);
+                assert_eq!(ours.len(), above as usize, "θ = {theta}, c = {c}");
+                if above {
+                    let want = (theta * (theta - 1.0 + c) / (theta - 1.0)).sqrt();
+                    assert!((ours[0] - want).abs() < 1e-12, "θ = {theta}, c = {c}: {} vs {want}", ours[0]);
                 }
             }
         }
