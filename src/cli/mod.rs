@@ -445,7 +445,8 @@ P = αD over --seeds (mean ± standard error).
 
   specdyn theory linear --nu 2,4,8 --alpha 2 --gamma0 8 --eta0 0.02 --steps 128 --out runs/linear
 
-Cost O(400·T³): T = 128 takes about a second per (ν, parameterization).")]
+Cost O((100 + L)·T³) per (ν, parameterization) with 100 quadrature nodes of the MP law;
+`specdyn bench linear` measures it.")]
     Linear {
         /// Hidden layers L (L − 1 square N × N matrices between the first layer and the readout).
         #[arg(long, default_value_t = 1)]
@@ -941,9 +942,7 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             }
             if steps > 512 {
                 return Err(Error::config(
-                    format!(
-                        "--steps {steps}: the solve costs O(400·T³) time and O(400·T²) memory (T = 512: ~1 min, 1.7 GB)"
-                    ),
+                    format!("--steps {steps}: the solve costs O(100·T³) time and O(100·T²) memory (T = 512: 0.4 GB)"),
                     "use at most 512 steps (128 reproduces the paper's figures)",
                 ));
             }
