@@ -61,8 +61,8 @@
 //! covariance (ratio r/N) of the DMFT's K^{h¹} and a spike θ shows as θ(θ − 1 + r/N)/(θ − 1)
 //! ([`super::rmt::sample_covariance_spike`]); the rectangular law above then adds the D − r
 //! untouched directions. To first order the two add up to the rectangular law at the full ratio
-//! D/N. At N = 2048, D = 32 they move a spike θ = 1.72 from √θ = 1.312 to 1.326 (the trained
-//! network: 1.326). `tests/theory_network.rs` checks both steps against a simulated W⁰ with a
+//! D/N. At step 40 of `results/dmft-compare` (D = 32) they move W⁰'s outlier from 1.311
+//! (N → ∞) to 1.325 at N = 2048 (trained mean 1.327). `tests/theory_network.rs` checks both steps against a simulated W⁰ with a
 //! nonlinear dependent update, the second against the secular determinant, and the whole
 //! against trained networks.
 
