@@ -132,17 +132,8 @@ pub struct LinearBenchResult {
 
 /// Time the deep linear DMFT at depth L and horizon T, and one direct GD run at width N.
 pub fn bench_linear(depth: usize, steps: usize, n: usize) -> LinearBenchResult {
-    use crate::theory::linear::{LinearNet, Parameterization, simulate};
-    let net = LinearNet {
-        label_noise: 0.0,
-        online: false,
-        depth,
-        nu: 2.0,
-        alpha: 2.0,
-        gamma0: 8.0,
-        eta0: 0.02,
-        parameterization: Parameterization::Mup,
-    };
+    use crate::theory::linear::{LinearNet, simulate};
+    let net = LinearNet::reference(depth);
     let t = Instant::now();
     let curves = net.solve(steps);
     let solve_s = t.elapsed().as_secs_f64();

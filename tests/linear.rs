@@ -77,31 +77,13 @@ fn check(net: LinearNet, n: usize, seeds: u64, steps: usize, finite_size: f64) {
 #[test]
 fn mup_loss_curves_match_direct_gd_at_n_1000() {
     // Brief's note: gaps 2.9% / 2.7% at N = 1000 (16 seeds), shrinking with N.
-    let net = LinearNet {
-        label_noise: 0.0,
-        online: false,
-        depth: 1,
-        nu: 2.0,
-        alpha: 2.0,
-        gamma0: 8.0,
-        eta0: 0.02,
-        parameterization: Parameterization::Mup,
-    };
+    let net = LinearNet::reference(1);
     check(net, 1000, 16, 128, 0.03);
 }
 
 #[test]
 fn ntk_loss_curves_match_direct_gd() {
-    let net = LinearNet {
-        label_noise: 0.0,
-        online: false,
-        depth: 1,
-        nu: 4.0,
-        alpha: 2.0,
-        gamma0: 8.0,
-        eta0: 0.02,
-        parameterization: Parameterization::Ntk,
-    };
+    let net = LinearNet { nu: 4.0, parameterization: Parameterization::Ntk, ..LinearNet::reference(1) };
     check(net, 1000, 8, 64, 0.03);
 }
 
@@ -114,16 +96,7 @@ fn mup_is_width_consistent_and_ntk_slows_down_as_in_the_reference_solve() {
         [(Parameterization::Mup, [1.84e-4, 1.63e-4, 1.54e-4]), (Parameterization::Ntk, [7.8e-4, 1.98e-3, 4.01e-3])];
     for (par, want) in reference {
         for (nu, w) in [2.0, 4.0, 8.0].into_iter().zip(want) {
-            let net = LinearNet {
-                label_noise: 0.0,
-                online: false,
-                depth: 1,
-                nu,
-                alpha: 2.0,
-                gamma0: 8.0,
-                eta0: 0.02,
-                parameterization: par,
-            };
+            let net = LinearNet { nu, parameterization: par, ..LinearNet::reference(1) };
             let got = *net.solve(128).test.last().unwrap();
             eprintln!("{par:?} ν = {nu}: final test loss {got:.4e} (reference {w:.3e})");
             assert!((got - w).abs() < 0.01 * w, "{par:?} ν = {nu}: {got} vs {w}");
@@ -135,16 +108,7 @@ fn mup_is_width_consistent_and_ntk_slows_down_as_in_the_reference_solve() {
 fn depth_two_loss_curves_match_direct_gd() {
     // L = 2 (one N × N matrix between W⁰ and the readout): the brief's note measured 3.3% /
     // 3.3% (train / test) at N = 1000 with 16 seeds, 3.5% / 3.6% at 2000, 1.1% / 2.7% at 4000.
-    let net = LinearNet {
-        label_noise: 0.0,
-        online: false,
-        depth: 2,
-        nu: 2.0,
-        alpha: 2.0,
-        gamma0: 8.0,
-        eta0: 0.02,
-        parameterization: Parameterization::Mup,
-    };
+    let net = LinearNet::reference(2);
     check(net, 1000, 16, 64, 0.04);
 }
 
@@ -154,16 +118,7 @@ fn depth_three_loss_curves_match_direct_gd() {
     // (measured: max gap 4.0% train / 2.2% test, ≤ 1.2 SE). At η₀ = 0.02 (the L = 1, 2 rate)
     // L = 3 stalls near a train loss of 0.02 from step 8 on, in the DMFT and in the runs alike,
     // and the runs sit up to 33% (4 SE) off: a regime this test does not claim.
-    let net = LinearNet {
-        label_noise: 0.0,
-        online: false,
-        depth: 3,
-        nu: 2.0,
-        alpha: 2.0,
-        gamma0: 8.0,
-        eta0: 0.005,
-        parameterization: Parameterization::Mup,
-    };
+    let net = LinearNet { eta0: 0.005, ..LinearNet::reference(3) };
     check(net, 1000, 16, 64, 0.04);
 }
 
@@ -172,16 +127,7 @@ fn label_noise_matches_direct_gd() {
     // Label noise σ_ε² = 0.5 on the training targets (the data no longer drop out: each input
     // site gets the noise source √(λ/α)ξ; module docs), L = 1 and 2, against direct GD.
     for depth in [1, 2] {
-        let net = LinearNet {
-            label_noise: 0.5,
-            online: false,
-            depth,
-            nu: 2.0,
-            alpha: 2.0,
-            gamma0: 8.0,
-            eta0: 0.02,
-            parameterization: Parameterization::Mup,
-        };
+        let net = LinearNet { label_noise: 0.5, ..LinearNet::reference(depth) };
         check(net, 1000, 16, 64, 0.04);
     }
 }
@@ -192,16 +138,7 @@ fn online_sgd_matches_direct_gd() {
     // and a batch noise of variance (|e|² + σ_ε²)/α (module docs). Batch ratio α = 1, L = 1 and
     // L = 2 (the second with label noise 0.3), against direct online GD at N = 1000.
     for (depth, noise) in [(1, 0.0), (2, 0.3)] {
-        let net = LinearNet {
-            label_noise: noise,
-            online: true,
-            depth,
-            nu: 2.0,
-            alpha: 1.0,
-            gamma0: 8.0,
-            eta0: 0.02,
-            parameterization: Parameterization::Mup,
-        };
+        let net = LinearNet { label_noise: noise, online: true, alpha: 1.0, ..LinearNet::reference(depth) };
         check(net, 1000, 16, 64, 0.04);
     }
 }

@@ -953,9 +953,9 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                 gamma0,
                 eta0,
                 parameterization: specdyn::theory::linear::Parameterization::Mup,
-                depth,
                 label_noise,
                 online,
+                depth,
             };
             rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
         }

@@ -266,6 +266,26 @@ pub struct Comparison {
     pub files: Vec<PathBuf>,
 }
 
+impl WidthSummary {
+    /// The columns of a summary.csv row.
+    pub const CSV_HEADER: &str = "width,seeds,max_loss_gap,min_alignment,max_outlier_gap,max_outlier_edge_gap,outlier_steps,outlier_steps_outside";
+
+    /// One summary.csv row (no newline).
+    pub fn csv_row(&self) -> String {
+        format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6},{},{}",
+            self.width,
+            self.seeds,
+            self.max_loss_gap,
+            self.min_alignment,
+            self.max_outlier_gap,
+            self.max_outlier_edge_gap,
+            self.outlier_steps,
+            self.outlier_steps_outside
+        )
+    }
+}
+
 /// Compare `runs` with their theory; write tables and figures into `out`. Runs of several
 /// configs (a σ² or γ₀ scan, …) are compared one config at a time into `out/<what differs>/`,
 /// with the scan figure and summary in `out` ([`compare_scan`]). Returns each width's summary
@@ -367,22 +387,9 @@ pub fn compare_scan(
         all.extend(c.summaries.iter().map(|s| (label.clone(), s.clone())));
         entries.push((label.clone(), c));
     }
-    let mut csv = String::from(
-        "config,width,seeds,max_loss_gap,min_alignment,max_outlier_gap,max_outlier_edge_gap,outlier_steps,outlier_steps_outside\n",
-    );
+    let mut csv = format!("config,{}\n", WidthSummary::CSV_HEADER);
     for (label, s) in &all {
-        let _ = writeln!(
-            csv,
-            "\"{label}\",{},{},{:.6},{:.6},{:.6},{:.6},{},{}",
-            s.width,
-            s.seeds,
-            s.max_loss_gap,
-            s.min_alignment,
-            s.max_outlier_gap,
-            s.max_outlier_edge_gap,
-            s.outlier_steps,
-            s.outlier_steps_outside
-        );
+        let _ = writeln!(csv, "\"{label}\",{}", s.csv_row());
     }
     let path = out.join("scan-summary.csv");
     crate::checkpoint::atomic_write(&path, csv.as_bytes())?;
@@ -713,22 +720,9 @@ pub fn compare_one(runs: &[PathBuf], out: &Path, opts: &DmftOptions, quiet: bool
         });
         summaries.push(s);
     }
-    let mut summary_csv = String::from(
-        "width,seeds,max_loss_gap,min_alignment,max_outlier_gap,max_outlier_edge_gap,outlier_steps,outlier_steps_outside\n",
-    );
+    let mut summary_csv = format!("{}\n", WidthSummary::CSV_HEADER);
     for s in &summaries {
-        let _ = writeln!(
-            summary_csv,
-            "{},{},{:.6},{:.6},{:.6},{:.6},{},{}",
-            s.width,
-            s.seeds,
-            s.max_loss_gap,
-            s.min_alignment,
-            s.max_outlier_gap,
-            s.max_outlier_edge_gap,
-            s.outlier_steps,
-            s.outlier_steps_outside
-        );
+        let _ = writeln!(summary_csv, "{}", s.csv_row());
     }
     let mut files = Vec::new();
     for (name, text) in [

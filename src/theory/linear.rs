@@ -120,6 +120,21 @@ pub struct LinearCurves {
 pub const NODES: usize = 100;
 
 impl LinearNet {
+    /// The brief's reference setting at depth L: ν = α = 2, γ₀ = 8, η₀ = 0.02, μP, full batch,
+    /// no label noise (override fields with `LinearNet { eta0: …, ..LinearNet::reference(L) }`).
+    pub fn reference(depth: usize) -> Self {
+        LinearNet {
+            depth,
+            nu: 2.0,
+            alpha: 2.0,
+            gamma0: 8.0,
+            eta0: 0.02,
+            parameterization: Parameterization::Mup,
+            label_noise: 0.0,
+            online: false,
+        }
+    }
+
     /// The readout scale g.
     pub fn g(&self) -> f64 {
         match self.parameterization {
@@ -518,16 +533,7 @@ mod tests {
         // T = 200 (L = 2, with and without the atom at λ = 0). Measured: test loss within 2e-7
         // (α = 2; 1e-15 at α = 0.5), train loss above 1% of its start within 1e-13.
         for alpha in [2.0, 0.5] {
-            let net = LinearNet {
-                label_noise: 0.0,
-                online: false,
-                depth: 2,
-                nu: 2.0,
-                alpha,
-                gamma0: 8.0,
-                eta0: 0.02,
-                parameterization: Parameterization::Mup,
-            };
+            let net = LinearNet { alpha, ..LinearNet::reference(2) };
             let (c, fine) = (net.solve(200), net.solve_with_nodes(200, 8 * NODES));
             for t in 0..=200 {
                 let test = ((c.test[t] - fine.test[t]) / fine.test[t]).abs();
@@ -549,16 +555,8 @@ mod tests {
             (1, 4.0, 0.5, Parameterization::Ntk),
             (3, 2.0, 2.0, Parameterization::Mup),
         ] {
-            let net = LinearNet {
-                label_noise: 0.0,
-                online: false,
-                depth,
-                nu,
-                alpha,
-                gamma0: 1.5,
-                eta0: 0.1,
-                parameterization: par,
-            };
+            let net =
+                LinearNet { nu, alpha, gamma0: 1.5, eta0: 0.1, parameterization: par, ..LinearNet::reference(depth) };
             let c = net.solve(0);
             let want = 0.5 * (1.0 + 1.0 / (net.g().powi(2) * nu));
             assert!((c.test[0] - want).abs() < 1e-12, "{} vs {want}", c.test[0]);
