@@ -241,7 +241,9 @@ pub struct DmftArgs {
     /// Monte-Carlo samples of each layer's single-site process, per replica.
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
-    /// Samples whose Jacobians give the response functions, per replica [default: samples/10].
+    /// Samples whose Jacobians give the response functions, per replica [default: samples/100,
+    /// at least 10]. With the control variate 10 give the error bars 100 plain ones do
+    /// (results/dmft-responses/); the rest of the error is the samples'.
     #[arg(long)]
     pub response_samples: Option<usize>,
     /// Independent solves averaged; their spread gives the standard errors of the loss and of
@@ -254,6 +256,10 @@ pub struct DmftArgs {
     /// Solve linear networks by Monte Carlo too (default: exactly).
     #[arg(long)]
     pub monte_carlo_linear: bool,
+    /// Average the response samples' Jacobians plainly, without the control variate (which
+    /// cuts their Monte-Carlo error about threefold at the same cost; for comparisons).
+    #[arg(long)]
+    pub plain_responses: bool,
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -264,16 +270,17 @@ impl DmftArgs {
         if self.samples < 2 || self.response_samples == Some(0) || self.replicas == 0 {
             return Err(Error::config(
                 "--samples must be ≥ 2, --response-samples and --replicas ≥ 1",
-                "the defaults (1000 samples, 100 response samples, 4 replicas) suit P ≈ 16, T ≈ 100",
+                "the defaults (1000 samples, 10 response samples, 4 replicas) suit P ≈ 16, T ≈ 300",
             ));
         }
-        let response = self.response_samples.unwrap_or((self.samples / 10).max(1));
+        let response = self.response_samples.unwrap_or((self.samples / 100).max(10));
         Ok(specdyn::theory::network::DmftOptions {
             samples: self.samples,
             response_samples: response.min(self.samples),
             replicas: self.replicas,
             seed: self.dmft_seed,
             exact_linear: !self.monte_carlo_linear,
+            control_variate: !self.plain_responses,
         })
     }
 }
@@ -502,8 +509,9 @@ stderr; hidden Wˡ normalized, MP edge 2; W⁰ as W⁰/(σ√N) for N → ∞, b
   specdyn theory mup configs/dmft-compare.toml --out runs/theory-mup
   specdyn theory mup configs/dmft-compare.toml --out runs/sigma --scan model.init_variance=0.5,1,2
 
-Cost grows like (P·T)²·T × replicas × response samples: P = 16, T = 80 with 4 replicas of 400
-response samples took 8.9 min on 2 cores; the outliers' error is mostly the responses'.")]
+Cost grows like (P·T)²·T × replicas × response samples: P = 16, T = 300 with one replica of
+1000 samples and 10 response samples takes about 1.5 min on 2 cores, outliers at every step
+included (BENCHMARKS.md); error bars need ≥ 2 replicas (the default 4 take about 5 min).")]
     Mup {
         /// Run config (TOML).
         config: PathBuf,

@@ -47,6 +47,15 @@
 //! while a derivative's noise scales with the response itself. The Stein term of f uses
 //! forward-mode tangents along w(0) on all M samples (one direction, cheap).
 //!
+//! **Cost and the savings.** The sweeps cost ≈ 2·M_r·P³·T³/3 flops per response kind — a
+//! per-sample Jacobian is a block-triangular solve of size S = P(T + 1), so no marching order
+//! avoids the T³ — and dominate at long horizons. Three things make them cheap: (1) a control
+//! variate ([`response_rows`]) removes the first-order noise of the response samples' mean
+//! coefficients, which is most of it: 10 response samples then give the error bars that 100
+//! plain ones do (`results/dmft-responses/`); (2) the sweep runs as a blocked triangular solve
+//! ([`SWEEP_BLOCK`]); (3) it and the sampled fields are in f32 (their Monte-Carlo error is
+//! ~1e-2, f32's rounding ~1e-7; the order parameters stay f64).
+//!
 //! **Linear φ** makes the process Gaussian with sample-independent coefficients: the adjoint
 //! rows are the exact linear maps from the sources, and Φ = J_u C_u J_uᵀ + J_r C_r J_rᵀ exactly
 //! (no sampling), the reference the Monte-Carlo path is tested against.
@@ -100,11 +109,21 @@ pub struct DmftOptions {
     pub seed: u64,
     /// Solve linear φ exactly (false: by Monte Carlo, to test the sampler).
     pub exact_linear: bool,
+    /// Estimate the responses with the control variate of [`response_rows`] (false: the plain
+    /// average over the response samples).
+    pub control_variate: bool,
 }
 
 impl Default for DmftOptions {
     fn default() -> Self {
-        DmftOptions { samples: 2000, response_samples: 200, replicas: 1, seed: 0, exact_linear: true }
+        DmftOptions {
+            samples: 2000,
+            response_samples: 200,
+            replicas: 1,
+            seed: 0,
+            exact_linear: true,
+            control_variate: true,
+        }
     }
 }
 
@@ -407,8 +426,9 @@ impl OrderParameters {
 /// One layer's single-site process so far.
 enum Fields {
     /// Monte-Carlo samples (rows) over super-indices (columns), M × S each: φ, g, φ'(h) and
-    /// φ''(h)z (φ''(h) until z is known).
-    Sampled { phi: Mat<f64>, g: Mat<f64>, d1: Mat<f64>, curv: Mat<f64> },
+    /// φ''(h)z (φ''(h) until z is known). Stored in f32: their sampling error (1/√M) is four
+    /// orders above f32's rounding, and the products over them are bound by memory traffic.
+    Sampled { phi: Mat<f32>, g: Mat<f32>, d1: Mat<f32>, curv: Mat<f32> },
     /// Linear φ: the exact Jacobians of φ and g with respect to the sources u and r, S × S each.
     Exact { phi_u: Mat<f64>, phi_r: Mat<f64>, g_u: Mat<f64>, g_r: Mat<f64> },
 }
@@ -416,21 +436,21 @@ enum Fields {
 /// The fixed Gaussian draws of one Monte-Carlo solve.
 struct Sources {
     /// First layer: u = σ K^{x 1/2} ε, the same at every step (M × P).
-    u1: Mat<f64>,
+    u1: Mat<f32>,
     /// Readout weights at initialization w(0) ~ N(0, σ²).
     w0: Vec<f64>,
     /// σ/√M · ξ (M × M) mixing layer ℓ−1's φ into u^ℓ, for ℓ = 2..=L (index ℓ−1).
-    mix_u: Vec<Option<Mat<f64>>>,
+    mix_u: Vec<Option<Mat<f32>>>,
     /// σ/√M · ξ' mixing layer ℓ+1's g into r^ℓ, for ℓ = 1..L (index ℓ−1).
-    mix_r: Vec<Option<Mat<f64>>>,
+    mix_r: Vec<Option<Mat<f32>>>,
 }
 
 /// Forward-mode tangents of the readout layer along w(0), for the Stein term of f (M × S).
 struct ReadoutTangent {
-    dphi: Mat<f64>,
-    dg: Mat<f64>,
+    dphi: Mat<f32>,
+    dg: Mat<f32>,
     /// ∂h/∂w(0) at the current step (M × P).
-    dh: Mat<f64>,
+    dh: Mat<f32>,
 }
 
 /// Which quantity at step t the responses are of.
@@ -445,7 +465,13 @@ fn par(flops: usize) -> Par {
 }
 
 /// `out (+)= x · yᵀ · alpha`.
-fn gemm_nt(out: MatMut<'_, f64>, accum: Accum, x: MatRef<'_, f64>, y: MatRef<'_, f64>, alpha: f64) {
+fn gemm_nt<E: faer::traits::ComplexField>(
+    out: MatMut<'_, E>,
+    accum: Accum,
+    x: MatRef<'_, E>,
+    y: MatRef<'_, E>,
+    alpha: E,
+) {
     let flops = out.nrows() * out.ncols() * x.ncols();
     matmul(out, accum, x, y.transpose(), alpha, par(flops));
 }
@@ -459,32 +485,42 @@ struct Marcher<'a> {
     /// K_h and K_z of every layer (S × S), filled row block by row block.
     kh: Vec<Mat<f64>>,
     kz: Vec<Mat<f64>>,
+    /// f32 copies of K_h and K_z for the Monte-Carlo adjoint sweeps (empty when exact).
+    kh32: Vec<Mat<f32>>,
+    kz32: Vec<Mat<f32>>,
+    /// Per layer, the mean over all M samples of φ'(h) (row 0) and φ''(h)z (row 1) at each
+    /// super-index: the coefficients of the control variate in [`response_rows`].
+    coef_mean: Vec<Mat<f32>>,
     fields: Vec<Fields>,
     sources: Option<Sources>,
     tangent: Option<ReadoutTangent>,
     response_samples: usize,
+    control_variate: bool,
 }
 
 impl<'a> Marcher<'a> {
     fn new(pr: &'a MupProblem, opts: &DmftOptions, seed: u64, exact: bool) -> Self {
         let (s, l, p, m) = (pr.size(), pr.depth, pr.p(), opts.samples.max(2));
         let zeros = |r: usize, c: usize| Mat::<f64>::zeros(r, c);
+        let zeros32 = |r: usize, c: usize| Mat::<f32>::zeros(r, c);
         let fields = (0..l)
             .map(|_| match exact {
                 true => Fields::Exact { phi_u: zeros(s, s), phi_r: zeros(s, s), g_u: zeros(s, s), g_r: zeros(s, s) },
-                false => Fields::Sampled { phi: zeros(m, s), g: zeros(m, s), d1: zeros(m, s), curv: zeros(m, s) },
+                false => {
+                    Fields::Sampled { phi: zeros32(m, s), g: zeros32(m, s), d1: zeros32(m, s), curv: zeros32(m, s) }
+                }
             })
             .collect();
         let sigma = pr.sigma2.sqrt();
         let gaussian = |index: u64, rows: usize, cols: usize, scale: f64| {
             let e = normals(&mut stream(seed, Purpose::Analysis, 1000 + index), rows * cols);
-            Mat::from_fn(rows, cols, |i, j| scale * e[i * cols + j])
+            Mat::from_fn(rows, cols, |i, j| (scale * e[i * cols + j]) as f32)
         };
         let sources = (!exact).then(|| {
             let root = low_rank_sqrt(&pr.kx, 1e-12);
             Sources {
-                u1: gaussian(0, m, root.ncols(), sigma) * root.transpose(),
-                w0: gaussian(1, m, 1, sigma).col(0).iter().copied().collect(),
+                u1: gaussian(0, m, root.ncols(), sigma) * single(&root).transpose(),
+                w0: gaussian(1, m, 1, sigma).col(0).iter().map(|&x| x as f64).collect(),
                 mix_u: (1..=l)
                     .map(|k| (k > 1).then(|| gaussian(10 + k as u64, m, m, sigma / (m as f64).sqrt())))
                     .collect(),
@@ -493,7 +529,7 @@ impl<'a> Marcher<'a> {
                     .collect(),
             }
         });
-        let tangent = (!exact).then(|| ReadoutTangent { dphi: zeros(m, s), dg: zeros(m, s), dh: zeros(m, p) });
+        let tangent = (!exact).then(|| ReadoutTangent { dphi: zeros32(m, s), dg: zeros32(m, s), dh: zeros32(m, p) });
         Marcher {
             pr,
             op: OrderParameters {
@@ -507,10 +543,14 @@ impl<'a> Marcher<'a> {
             delta: vec![0.0; s],
             kh: (0..l).map(|_| zeros(s, s)).collect(),
             kz: (0..l).map(|_| zeros(s, s)).collect(),
+            kh32: (0..l).filter(|_| !exact).map(|_| Mat::zeros(s, s)).collect(),
+            kz32: (0..l).filter(|_| !exact).map(|_| Mat::zeros(s, s)).collect(),
+            coef_mean: (0..l).filter(|_| !exact).map(|_| Mat::zeros(2, s)).collect(),
             fields,
             sources,
             tangent,
             response_samples: opts.response_samples.clamp(1, m),
+            control_variate: opts.control_variate,
         }
     }
 
@@ -558,6 +598,9 @@ impl<'a> Marcher<'a> {
                     _ => (s2 * self.op.a[layer - 2][(a, b)], self.op.phi[layer - 2][(a, b)]),
                 };
                 self.kh[layer - 1][(a, b)] = resp + eg * self.delta[b] * below;
+                if let Some(k) = self.kh32.get_mut(layer - 1) {
+                    k[(a, b)] = self.kh[layer - 1][(a, b)] as f32;
+                }
             }
         }
     }
@@ -572,6 +615,9 @@ impl<'a> Marcher<'a> {
                 let above = if layer == top { 1.0 } else { self.op.g[layer][(a, b)] };
                 let learn = if b < t * p { eg * self.delta[b] * above } else { 0.0 };
                 self.kz[layer - 1][(a, b)] = resp + learn;
+                if let Some(k) = self.kz32.get_mut(layer - 1) {
+                    k[(a, b)] = (resp + learn) as f32;
+                }
             }
         }
     }
@@ -592,16 +638,16 @@ impl<'a> Marcher<'a> {
                     _ if self.pr.fresh => src.u1.subcols(c, p).to_owned(),
                     _ => src.u1.clone(),
                 };
-                let kh = &self.kh[layer - 1];
                 let Fields::Sampled { phi, g, d1, curv } = &mut self.fields[layer - 1] else { unreachable!() };
                 let mut h = u;
+                let kh = &self.kh32[layer - 1];
                 gemm_nt(h.as_mut(), Accum::Add, g.as_ref().subcols(0, c), kh.as_ref().submatrix(c, 0, p, c), 1.0);
                 if layer == 1 {
                     // ⟨hhᵀ⟩ with the source term exact: σ²K^x + ⟨dhᵀ + udᵀ + ddᵀ⟩, d = h − u (the
                     // sample covariance of u alone would add O(1/√M) noise to every outlier).
                     let u = if self.pr.fresh { src.u1.subcols(c, p).to_owned() } else { src.u1.clone() };
+                    let (u, d) = (double(&u), double(&(&h - &u)));
                     let u = &u;
-                    let d = &h - u;
                     let inv = 1.0 / h.nrows() as f64;
                     let kx = self.pr.kx_at(t);
                     let mut k = Mat::from_fn(p, p, |i, j| self.pr.sigma2 * kx[(i, j)]);
@@ -612,12 +658,13 @@ impl<'a> Marcher<'a> {
                 }
                 for j in 0..p {
                     for i in 0..h.nrows() {
-                        let (f0, f1, f2) = act.eval_with_derivatives(h[(i, j)]);
-                        (phi[(i, c + j)], d1[(i, c + j)], curv[(i, c + j)]) = (f0, f1, f2);
+                        let (f0, f1, f2) = act.eval_with_derivatives(h[(i, j)] as f64);
+                        (phi[(i, c + j)], d1[(i, c + j)], curv[(i, c + j)]) = (f0 as f32, f1 as f32, f2 as f32);
                     }
                 }
-                let mut rows = Mat::<f64>::zeros(p, w);
-                let scale = 1.0 / phi.nrows() as f64;
+                column_means(&mut self.coef_mean[layer - 1], 0, d1, c, p);
+                let mut rows = Mat::<f32>::zeros(p, w);
+                let scale = 1.0 / phi.nrows() as f32;
                 gemm_nt(
                     rows.as_mut(),
                     Accum::Replace,
@@ -625,16 +672,9 @@ impl<'a> Marcher<'a> {
                     phi.as_ref().subcols(0, w).transpose(),
                     scale,
                 );
-                let n = self.response_samples;
-                let (_, rbar) = responses(
-                    kh,
-                    &self.kz[layer - 1],
-                    d1.as_ref().subrows(0, n),
-                    curv.as_ref().subrows(0, n),
-                    p,
-                    t,
-                    Seed::Phi,
-                );
+                let lin =
+                    response_rows(d1, curv, &self.coef_mean[layer - 1], self.response_samples, w, self.control_variate);
+                let (_, rbar) = responses(kh, &self.kz32[layer - 1], &lin, p, t, Seed::Phi);
                 self.op.a[layer - 1].as_mut().submatrix_mut(c, 0, p, c).copy_from(rbar.as_ref().subcols(0, c));
                 if let Some(tan) = self.tangent.as_mut().filter(|_| layer == self.pr.depth) {
                     gemm_nt(
@@ -650,12 +690,11 @@ impl<'a> Marcher<'a> {
                         }
                     }
                 }
-                rows
+                double(&rows)
             }
             Fields::Exact { .. } => {
-                let (ones, zeros) = (Mat::from_fn(1, w, |_, _| 1.0), Mat::<f64>::zeros(1, w));
                 let (ubar, rbar) =
-                    responses(&self.kh[layer - 1], &self.kz[layer - 1], ones.as_ref(), zeros.as_ref(), p, t, Seed::Phi);
+                    responses(&self.kh[layer - 1], &self.kz[layer - 1], &Linearized::exact(w), p, t, Seed::Phi);
                 let (cu, cr) = (self.u_covariance(layer, w), self.r_covariance(layer, c));
                 let Fields::Exact { phi_u, phi_r, .. } = &mut self.fields[layer - 1] else { unreachable!() };
                 phi_u.as_mut().submatrix_mut(c, 0, p, w).copy_from(&ubar);
@@ -678,7 +717,9 @@ impl<'a> Marcher<'a> {
         let (p, l) = (self.pr.p(), self.pr.depth);
         let c = t * p;
         let stein: Vec<f64> = match &self.tangent {
-            Some(tan) => (0..p).map(|mu| tan.dphi.col(c + mu).iter().sum::<f64>() / tan.dphi.nrows() as f64).collect(),
+            Some(tan) => (0..p)
+                .map(|mu| tan.dphi.col(c + mu).iter().map(|&x| x as f64).sum::<f64>() / tan.dphi.nrows() as f64)
+                .collect(),
             None => (0..p).map(|mu| (0..c).map(|b| self.op.a[l - 1][(c + mu, b)]).sum()).collect(),
         };
         let phi = &self.op.phi[l - 1];
@@ -706,9 +747,9 @@ impl<'a> Marcher<'a> {
                         let Fields::Sampled { g: above, .. } = &self.fields[layer] else { unreachable!() };
                         mix * above.as_ref().subcols(c, p)
                     }
-                    None => Mat::from_fn(src.w0.len(), p, |i, _| src.w0[i]),
+                    None => Mat::from_fn(src.w0.len(), p, |i, _| src.w0[i] as f32),
                 };
-                let kz = &self.kz[layer - 1];
+                let kz = &self.kz32[layer - 1];
                 let Fields::Sampled { phi, g, d1, curv } = &mut self.fields[layer - 1] else { unreachable!() };
                 let mut z = r;
                 gemm_nt(z.as_mut(), Accum::Add, phi.as_ref().subcols(0, w), kz.as_ref().submatrix(c, 0, p, w), 1.0);
@@ -718,8 +759,9 @@ impl<'a> Marcher<'a> {
                         curv[(i, c + j)] *= z[(i, j)];
                     }
                 }
-                let mut rows = Mat::<f64>::zeros(p, w);
-                let scale = 1.0 / g.nrows() as f64;
+                column_means(&mut self.coef_mean[layer - 1], 1, curv, c, p);
+                let mut rows = Mat::<f32>::zeros(p, w);
+                let scale = 1.0 / g.nrows() as f32;
                 gemm_nt(
                     rows.as_mut(),
                     Accum::Replace,
@@ -728,16 +770,15 @@ impl<'a> Marcher<'a> {
                     scale,
                 );
                 if layer > 1 {
-                    let n = self.response_samples;
-                    let (ubar, _) = responses(
-                        &self.kh[layer - 1],
-                        kz,
-                        d1.as_ref().subrows(0, n),
-                        curv.as_ref().subrows(0, n),
-                        p,
-                        t,
-                        Seed::G,
+                    let lin = response_rows(
+                        d1,
+                        curv,
+                        &self.coef_mean[layer - 1],
+                        self.response_samples,
+                        w,
+                        self.control_variate,
                     );
+                    let (ubar, _) = responses(&self.kh32[layer - 1], kz, &lin, p, t, Seed::G);
                     self.op.b[layer - 1].as_mut().submatrix_mut(c, 0, p, w).copy_from(&ubar);
                 }
                 if let Some(tan) = self.tangent.as_mut().filter(|_| layer == top) {
@@ -755,12 +796,11 @@ impl<'a> Marcher<'a> {
                         }
                     }
                 }
-                rows
+                double(&rows)
             }
             Fields::Exact { .. } => {
-                let (ones, zeros) = (Mat::from_fn(1, w, |_, _| 1.0), Mat::<f64>::zeros(1, w));
                 let (ubar, rbar) =
-                    responses(&self.kh[layer - 1], &self.kz[layer - 1], ones.as_ref(), zeros.as_ref(), p, t, Seed::G);
+                    responses(&self.kh[layer - 1], &self.kz[layer - 1], &Linearized::exact(w), p, t, Seed::G);
                 let (cu, cr) = (self.u_covariance(layer, w), self.r_covariance(layer, w));
                 let Fields::Exact { g_u, g_r, .. } = &mut self.fields[layer - 1] else { unreachable!() };
                 g_u.as_mut().submatrix_mut(c, 0, p, w).copy_from(&ubar);
@@ -777,6 +817,76 @@ impl<'a> Marcher<'a> {
     }
 }
 
+/// Store the means over all samples of the P columns of `x` from column c in row `row` of `means`.
+fn column_means(means: &mut Mat<f32>, row: usize, x: &Mat<f32>, c: usize, p: usize) {
+    for j in c..c + p {
+        means[(row, j)] = (x.col(j).iter().map(|&v| v as f64).sum::<f64>() / x.nrows() as f64) as f32;
+    }
+}
+
+/// The linearized processes whose Jacobians [`responses`] averages, and their weights: the first
+/// n samples (the response samples), and a control variate. A Jacobian J(D) is a polynomial
+/// in the coefficients D = (φ'(h), φ''(h)z); around the mean coefficients D̄ its first-order
+/// term is linear in D − D̄, so the plain average (1/n)Σ_i J(D_i) carries the first-order
+/// noise J(D̄_n) − J(D̄) of the n-sample mean D̄_n. The estimate
+///
+/// ```text
+/// (1/n)Σ_i J(D_i) − J(D̄_n) + J(D̄_M)
+/// ```
+///
+/// swaps it for the M-sample mean's (M = all samples of the layer): two extra rows, the
+/// coefficients averaged over the n and over all M samples. What remains is the second-order
+/// spread, with a bias of order (second-order term)/n.
+fn response_rows(
+    d1: &Mat<f32>,
+    curv: &Mat<f32>,
+    means: &Mat<f32>,
+    n: usize,
+    w: usize,
+    control: bool,
+) -> Linearized<f32> {
+    let plain = !control;
+    let extra = if plain { 0 } else { 2 };
+    let sub_mean = |x: &Mat<f32>, b: usize| ((0..n).map(|i| x[(i, b)] as f64).sum::<f64>() / n as f64) as f32;
+    let build = |x: &Mat<f32>, row: usize| {
+        let sm: Vec<f32> = (0..w).map(|b| if plain { 0.0 } else { sub_mean(x, b) }).collect();
+        Mat::from_fn(n + extra, w, |i, b| match i {
+            _ if i < n => x[(i, b)],
+            _ if i == n => sm[b],
+            _ => means[(row, b)],
+        })
+    };
+    let mut weights = vec![1.0 / n as f64; n];
+    if !plain {
+        weights.extend([-1.0, 1.0]);
+    }
+    Linearized { d1: build(d1, 0), curv: build(curv, 1), weights }
+}
+
+/// The coefficients of the linearized process for each sample (rows; columns are super-indices)
+/// — `d1` = φ'(h), `curv` = φ''(h)z — and the weights with which [`responses`] sums their
+/// Jacobians.
+struct Linearized<E> {
+    d1: Mat<E>,
+    curv: Mat<E>,
+    weights: Vec<f64>,
+}
+
+impl Linearized<f64> {
+    /// Linear φ: one "sample" with φ' = 1 and φ'' = 0, whose Jacobian is exact.
+    fn exact(w: usize) -> Self {
+        Linearized { d1: Mat::from_fn(1, w, |_, _| 1.0), curv: Mat::zeros(1, w), weights: vec![1.0] }
+    }
+}
+
+fn single(m: &Mat<f64>) -> Mat<f32> {
+    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32)
+}
+
+fn double(m: &Mat<f32>) -> Mat<f64> {
+    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f64)
+}
+
 /// Write the row block `rows` (P × w) at row offset c into a symmetric matrix and its transpose.
 fn set_symmetric_rows(m: &mut Mat<f64>, rows: &Mat<f64>, c: usize) {
     for i in 0..rows.nrows() {
@@ -787,6 +897,12 @@ fn set_symmetric_rows(m: &mut Mat<f64>, rows: &Mat<f64>, c: usize) {
     }
 }
 
+/// Steps per block of the adjoint sweep in [`responses`]: the adjoints of the steps after a
+/// block reach it through one product with τP columns instead of τ products with P, so each
+/// pass over the stored adjoints does τ times the arithmetic (the sweep is bound by memory
+/// traffic otherwise). Any value gives the same sums; `BENCHMARKS.md` has the measurement.
+const SWEEP_BLOCK: usize = 16;
+
 /// Sample-averaged Jacobians of φ(t) (`Seed::Phi`) or g(t) (`Seed::G`), P quantities at step t,
 /// with respect to the sources u and r at every super-index up to step t: (∂·/∂u, ∂·/∂r), P × w
 /// each, w = (t + 1)P. One adjoint sweep from t back to 0 through the linearized process
@@ -795,67 +911,225 @@ fn set_symmetric_rows(m: &mut Mat<f64>, rows: &Mat<f64>, c: usize) {
 /// δh = δu + K_h δg,   δφ = φ'(h) δh,   δz = δr + K_z δφ,   δg = φ''(h)z δh + φ'(h) δz
 /// ```
 ///
-/// for each sample (rows of `d1` = φ'(h), `curv` = φ''(h)z); the adjoint rows are (sample, μ).
-fn responses(
-    kh: &Mat<f64>,
-    kz: &Mat<f64>,
-    d1: MatRef<'_, f64>,
-    curv: MatRef<'_, f64>,
+/// for each sample of `lin`; the adjoint rows are (sample, μ), and the result is
+/// Σ_i weights[i]·(sample i's Jacobian) ([`response_rows`]). The sweep is a block-triangular
+/// solve and runs like a blocked one ([`SWEEP_BLOCK`]).
+fn responses<E: SweepFloat>(
+    kh: &Mat<E>,
+    kz: &Mat<E>,
+    lin: &Linearized<E>,
     p: usize,
     t: usize,
     seed: Seed,
 ) -> (Mat<f64>, Mat<f64>) {
+    let (d1, curv, weights) = (lin.d1.as_ref(), lin.curv.as_ref(), &lin.weights);
     let (m, w) = (d1.nrows(), (t + 1) * p);
     let n = m * p;
-    let mut hbar = Mat::<f64>::zeros(n, w);
-    let mut zbar = Mat::<f64>::zeros(n, w);
-    let mut gbar = Mat::<f64>::zeros(n, p);
-    let mut fbar = Mat::<f64>::zeros(n, p);
-    for s in (0..=t).rev() {
-        let c = s * p;
-        // ḡ(s) = Σ_{later a} h̄_a K_h[a, s];  z̄(s) = φ'(h) ḡ(s).
-        let later = w - c - p;
-        gemm_nt(
-            gbar.as_mut(),
-            Accum::Replace,
-            hbar.as_ref().subcols(c + p, later),
-            kh.as_ref().submatrix(c + p, c, later, p).transpose(),
-            1.0,
-        );
-        if seed == Seed::G && s == t {
-            for mu in 0..p {
-                for i in 0..m {
-                    gbar[(mu * m + i, mu)] += 1.0;
+    let (one, zero) = (E::of(1.0), E::of(0.0));
+    let mut hbar = Mat::<E>::from_fn(n, w, |_, _| zero);
+    let mut zbar = Mat::<E>::from_fn(n, w, |_, _| zero);
+    let mut gbar = Mat::<E>::from_fn(n, p, |_, _| zero);
+    let mut fbar = Mat::<E>::from_fn(n, p, |_, _| zero);
+    let mut end = t + 1;
+    while end > 0 {
+        let start = end.saturating_sub(SWEEP_BLOCK);
+        let (cs, ce) = (start * p, end * p);
+        // What the adjoints after this block send into it, in one product each.
+        let mut gpre = Mat::<E>::from_fn(n, ce - cs, |_, _| zero);
+        let mut fpre = Mat::<E>::from_fn(n, ce - cs, |_, _| zero);
+        if ce < w {
+            let rest = w - ce;
+            let (hk, zk) = (kh.as_ref().submatrix(ce, cs, rest, ce - cs), kz.as_ref().submatrix(ce, cs, rest, ce - cs));
+            gemm_nt(gpre.as_mut(), Accum::Replace, hbar.as_ref().subcols(ce, rest), hk.transpose(), one);
+            gemm_nt(fpre.as_mut(), Accum::Replace, zbar.as_ref().subcols(ce, rest), zk.transpose(), one);
+        }
+        for s in (start..end).rev() {
+            let c = s * p;
+            // ḡ(s) = Σ_{later a} h̄_a K_h[a, s];  z̄(s) = φ'(h) ḡ(s).
+            gbar.copy_from(gpre.as_ref().subcols(c - cs, p));
+            let inside = ce - c - p;
+            gemm_nt(
+                gbar.as_mut(),
+                Accum::Add,
+                hbar.as_ref().subcols(c + p, inside),
+                kh.as_ref().submatrix(c + p, c, inside, p).transpose(),
+                one,
+            );
+            if seed == Seed::G && s == t {
+                for mu in 0..p {
+                    for i in 0..m {
+                        gbar[(mu * m + i, mu)] += one;
+                    }
+                }
+            }
+            for j in 0..p {
+                for row in 0..n {
+                    zbar[(row, c + j)] = d1[(row % m, c + j)] * gbar[(row, j)];
+                }
+            }
+            // φ̄(s) = Σ_{a at or after s} z̄_a K_z[a, s];  h̄(s) = φ'(h) φ̄(s) + φ''(h)z ḡ(s).
+            fbar.copy_from(fpre.as_ref().subcols(c - cs, p));
+            gemm_nt(
+                fbar.as_mut(),
+                Accum::Add,
+                zbar.as_ref().subcols(c, ce - c),
+                kz.as_ref().submatrix(c, c, ce - c, p).transpose(),
+                one,
+            );
+            if seed == Seed::Phi && s == t {
+                for mu in 0..p {
+                    for i in 0..m {
+                        fbar[(mu * m + i, mu)] += one;
+                    }
+                }
+            }
+            for j in 0..p {
+                for row in 0..n {
+                    let i = row % m;
+                    hbar[(row, c + j)] = d1[(i, c + j)] * fbar[(row, j)] + curv[(i, c + j)] * gbar[(row, j)];
                 }
             }
         }
-        for j in 0..p {
-            for row in 0..n {
-                zbar[(row, c + j)] = d1[(row % m, c + j)] * gbar[(row, j)];
-            }
-        }
-        // φ̄(s) = Σ_{a at or after s} z̄_a K_z[a, s];  h̄(s) = φ'(h) φ̄(s) + φ''(h)z ḡ(s).
-        gemm_nt(
-            fbar.as_mut(),
-            Accum::Replace,
-            zbar.as_ref().subcols(c, w - c),
-            kz.as_ref().submatrix(c, c, w - c, p).transpose(),
-            1.0,
-        );
-        if seed == Seed::Phi && s == t {
-            for mu in 0..p {
-                for i in 0..m {
-                    fbar[(mu * m + i, mu)] += 1.0;
-                }
-            }
-        }
-        for j in 0..p {
-            for row in 0..n {
-                let i = row % m;
-                hbar[(row, c + j)] = d1[(i, c + j)] * fbar[(row, j)] + curv[(i, c + j)] * gbar[(row, j)];
-            }
+        end = start;
+    }
+    let mean =
+        |x: &Mat<E>| Mat::from_fn(p, w, |mu, b| (0..m).map(|i| weights[i] * x[(mu * m + i, b)].to()).sum::<f64>());
+    (mean(&hbar), mean(&zbar))
+}
+
+/// The float type of the adjoint sweep: f32 for the Monte-Carlo path (the sweep's rounding,
+/// ~1e-6 relative, is far below the sampling error; f32 halves the memory traffic and doubles
+/// the SIMD width), f64 for the exact linear solve.
+trait SweepFloat:
+    faer::traits::ComplexField + Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + std::ops::AddAssign
+{
+    fn of(x: f64) -> Self;
+    fn to(self) -> f64;
+}
+
+impl SweepFloat for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn to(self) -> f64 {
+        self as f64
+    }
+}
+
+impl SweepFloat for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn to(self) -> f64 {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blocked_adjoint_sweep_sums_what_the_stepwise_one_does() {
+        let (p, t, m) = (3, 2 * SWEEP_BLOCK + 5, 4);
+        let w = (t + 1) * p;
+        let draw = |k: u64, r: usize, c: usize| {
+            let e = normals(&mut stream(7, Purpose::Analysis, k), r * c);
+            Mat::from_fn(r, c, |i, j| 0.1 * e[i * c + j])
+        };
+        // Causal couplings: K_h strictly before, K_z up to the same step.
+        let (kh_all, kz_all) = (draw(1, w, w), draw(2, w, w));
+        let kh = Mat::from_fn(w, w, |a, b| if b / p < a / p { kh_all[(a, b)] } else { 0.0 });
+        let kz = Mat::from_fn(w, w, |a, b| if b / p <= a / p { kz_all[(a, b)] } else { 0.0 });
+        let (d1, curv) = (draw(3, m, w), draw(4, m, w));
+        for seed in [Seed::Phi, Seed::G] {
+            let weights = vec![1.0 / m as f64; m];
+            let lin = Linearized { d1: d1.clone(), curv: curv.clone(), weights: weights.clone() };
+            let (u, r) = responses(&kh, &kz, &lin, p, t, seed);
+            let (u0, r0) = responses_unblocked(&kh, &kz, d1.as_ref(), curv.as_ref(), p, t, seed);
+            let scale = u0.norm_max().max(r0.norm_max());
+            assert!(scale > 1e-3, "a response that vanishes tests nothing");
+            assert!((&u - &u0).norm_max() < 1e-12 * scale && (&r - &r0).norm_max() < 1e-12 * scale);
+            // The Monte-Carlo path sweeps in f32.
+            let lin = Linearized { d1: single(&d1), curv: single(&curv), weights };
+            let (u1, r1) = responses(&single(&kh), &single(&kz), &lin, p, t, seed);
+            let gap = (&u1 - &u0).norm_max().max((&r1 - &r0).norm_max());
+            assert!(gap < 1e-5 * scale, "f32 sweep off by {gap:e} of {scale:e}");
         }
     }
-    let mean = |x: &Mat<f64>| Mat::from_fn(p, w, |mu, b| (0..m).map(|i| x[(mu * m + i, b)]).sum::<f64>() / m as f64);
-    (mean(&hbar), mean(&zbar))
+
+    /// [`responses`] one step at a time (the reference the blocked sweep is tested against).
+    /// Sample-averaged Jacobians of φ(t) (`Seed::Phi`) or g(t) (`Seed::G`), P quantities at step t,
+    /// with respect to the sources u and r at every super-index up to step t: (∂·/∂u, ∂·/∂r), P × w
+    /// each, w = (t + 1)P. One adjoint sweep from t back to 0 through the linearized process
+    ///
+    /// ```text
+    /// δh = δu + K_h δg,   δφ = φ'(h) δh,   δz = δr + K_z δφ,   δg = φ''(h)z δh + φ'(h) δz
+    /// ```
+    ///
+    /// for each sample (rows of `d1` = φ'(h), `curv` = φ''(h)z); the adjoint rows are (sample, μ).
+    fn responses_unblocked(
+        kh: &Mat<f64>,
+        kz: &Mat<f64>,
+        d1: MatRef<'_, f64>,
+        curv: MatRef<'_, f64>,
+        p: usize,
+        t: usize,
+        seed: Seed,
+    ) -> (Mat<f64>, Mat<f64>) {
+        let (m, w) = (d1.nrows(), (t + 1) * p);
+        let n = m * p;
+        let mut hbar = Mat::<f64>::zeros(n, w);
+        let mut zbar = Mat::<f64>::zeros(n, w);
+        let mut gbar = Mat::<f64>::zeros(n, p);
+        let mut fbar = Mat::<f64>::zeros(n, p);
+        for s in (0..=t).rev() {
+            let c = s * p;
+            // ḡ(s) = Σ_{later a} h̄_a K_h[a, s];  z̄(s) = φ'(h) ḡ(s).
+            let later = w - c - p;
+            gemm_nt(
+                gbar.as_mut(),
+                Accum::Replace,
+                hbar.as_ref().subcols(c + p, later),
+                kh.as_ref().submatrix(c + p, c, later, p).transpose(),
+                1.0,
+            );
+            if seed == Seed::G && s == t {
+                for mu in 0..p {
+                    for i in 0..m {
+                        gbar[(mu * m + i, mu)] += 1.0;
+                    }
+                }
+            }
+            for j in 0..p {
+                for row in 0..n {
+                    zbar[(row, c + j)] = d1[(row % m, c + j)] * gbar[(row, j)];
+                }
+            }
+            // φ̄(s) = Σ_{a at or after s} z̄_a K_z[a, s];  h̄(s) = φ'(h) φ̄(s) + φ''(h)z ḡ(s).
+            gemm_nt(
+                fbar.as_mut(),
+                Accum::Replace,
+                zbar.as_ref().subcols(c, w - c),
+                kz.as_ref().submatrix(c, c, w - c, p).transpose(),
+                1.0,
+            );
+            if seed == Seed::Phi && s == t {
+                for mu in 0..p {
+                    for i in 0..m {
+                        fbar[(mu * m + i, mu)] += 1.0;
+                    }
+                }
+            }
+            for j in 0..p {
+                for row in 0..n {
+                    let i = row % m;
+                    hbar[(row, c + j)] = d1[(i, c + j)] * fbar[(row, j)] + curv[(i, c + j)] * gbar[(row, j)];
+                }
+            }
+        }
+        let mean =
+            |x: &Mat<f64>| Mat::from_fn(p, w, |mu, b| (0..m).map(|i| x[(mu * m + i, b)]).sum::<f64>() / m as f64);
+        (mean(&hbar), mean(&zbar))
+    }
 }
