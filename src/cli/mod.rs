@@ -511,7 +511,7 @@ stderr; hidden Wˡ normalized, MP edge 2; W⁰ as W⁰/(σ√N) for N → ∞, b
 
 Cost grows like (P·T)²·T × replicas × response samples: P = 16, T = 300 with one replica of
 1000 samples and 10 response samples takes about 1.5 min on 2 cores, outliers at every step
-included (BENCHMARKS.md); error bars need ≥ 2 replicas (the default 4 take about 5 min).")]
+included (BENCHMARKS.md); error bars need ≥ 2 replicas (the default 4 took 5.8 min).")]
     Mup {
         /// Run config (TOML).
         config: PathBuf,
