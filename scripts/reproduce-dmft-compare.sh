@@ -18,5 +18,6 @@ for n in 256 512 1024 2048 4096; do
             --set model.width=$n --set seed=$s "${extra[@]}"
     done
 done
-# Theory with error bars: 4 replicas, 400 response samples each (the outliers' error is mostly the responses').
+# Theory with error bars: 4 replicas, 400 response samples each, as recorded (with the plain
+# response average of that version; since the control variate, the defaults' 10 give the same errors).
 scripts/specdyn compare "$runs"/N*-s* --out "$out" --samples 2000 --response-samples 400 --replicas 4
