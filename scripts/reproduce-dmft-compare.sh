@@ -19,5 +19,6 @@ for n in 256 512 1024 2048 4096; do
     done
 done
 # Theory with error bars: 4 replicas, 400 response samples each, as recorded (with the plain
-# response average of that version; since the control variate, the defaults' 10 give the same errors).
+# response average of that version; with the control variate, 10 give the errors 100 plain ones
+# did: results/dmft-responses/summary.csv).
 scripts/specdyn compare "$runs"/N*-s* --out "$out" --samples 2000 --response-samples 400 --replicas 4
