@@ -956,11 +956,7 @@ fn responses<E: SweepFloat>(
                 one,
             );
             if seed == Seed::G && s == t {
-                for mu in 0..p {
-                    for i in 0..m {
-                        gbar[(mu * m + i, mu)] += one;
-                    }
-                }
+                add_seed(&mut gbar, m, one);
             }
             for j in 0..p {
                 for row in 0..n {
@@ -977,11 +973,7 @@ fn responses<E: SweepFloat>(
                 one,
             );
             if seed == Seed::Phi && s == t {
-                for mu in 0..p {
-                    for i in 0..m {
-                        fbar[(mu * m + i, mu)] += one;
-                    }
-                }
+                add_seed(&mut fbar, m, one);
             }
             for j in 0..p {
                 for row in 0..n {
@@ -995,6 +987,15 @@ fn responses<E: SweepFloat>(
     let mean =
         |x: &Mat<E>| Mat::from_fn(p, w, |mu, b| (0..m).map(|i| weights[i] * x[(mu * m + i, b)].to()).sum::<f64>());
     (mean(&hbar), mean(&zbar))
+}
+
+/// Seed the adjoint of the step's own P quantities: row (μ, sample i) gets 1 in column μ.
+fn add_seed<E: SweepFloat>(bar: &mut Mat<E>, m: usize, one: E) {
+    for mu in 0..bar.ncols() {
+        for i in 0..m {
+            bar[(mu * m + i, mu)] += one;
+        }
+    }
 }
 
 /// The float type of the adjoint sweep: f32 for the Monte-Carlo path (the sweep's rounding,
