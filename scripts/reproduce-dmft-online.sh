@@ -15,4 +15,4 @@ for s in 0 1; do
     "$bin" train configs/dmft-compare.toml --out "$d" --overwrite --quiet --set model.width=2048 --set seed=$s \
         --set data.online=true --set train.batch_size=16 --set spectra.sharpness=false --set spectra.ntk=false
 done
-"$bin" compare "$runs"/N2048-s* --out "$out" --samples 1000 --response-samples 200 --replicas 4
+"$bin" compare "$runs"/N2048-s* --out "$out" --samples 1000 --replicas 4

@@ -384,7 +384,7 @@ pub fn bench_dmft(
         p: pr.p(),
         steps: pr.steps,
         samples: opts.samples,
-        response_samples: opts.response_samples,
+        response_samples: opts.response_samples_for(pr.steps),
         replicas: opts.replicas,
         outlier_tol,
         size: pr.size(),

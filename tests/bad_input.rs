@@ -369,7 +369,12 @@ const CASES: &[Case] = &[
         2,
         &["does not describe this optimizer"],
     ),
-    case("mup several outputs", "theory mup c.toml --out th --set data.outputs=3", 2, &["several outputs"]),
+    case(
+        "mup extensive outputs",
+        "theory mup c.toml --out th --set data.kind=\"multi-output\" --set data.outputs=17",
+        2,
+        &["O(1) outputs", "17"],
+    ),
     case("mup missing config", "theory mup nope.toml --out th", 2, &["nope.toml"]),
     case("mup zero samples", "theory mup c.toml --out th --samples 1", 2, &["--samples"]),
     case("mup zero response samples", "theory mup c.toml --out th --response-samples 0", 2, &["--response-samples"]),

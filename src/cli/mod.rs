@@ -241,9 +241,10 @@ pub struct DmftArgs {
     /// Monte-Carlo samples of each layer's single-site process, per replica.
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
-    /// Samples whose Jacobians give the response functions, per replica [default: samples/100,
-    /// at least 10]. With the control variate 10 give the error bars 100 plain ones do
-    /// (results/dmft-responses/); the rest of the error is the samples'.
+    /// Samples whose Jacobians give the response functions, per replica [default: the largest
+    /// of samples/100, 10 and 2T/15, i.e. 40 at T = 300]. With the control variate 10 give the
+    /// error bars 100 plain ones do at T = 80 (results/dmft-responses/); its O(1/n) bias grows
+    /// with the horizon (results/dmft-fig1-T300/).
     #[arg(long)]
     pub response_samples: Option<usize>,
     /// Independent solves averaged; their spread gives the standard errors of the loss and of
@@ -270,13 +271,13 @@ impl DmftArgs {
         if self.samples < 2 || self.response_samples == Some(0) || self.replicas == 0 {
             return Err(Error::config(
                 "--samples must be ≥ 2, --response-samples and --replicas ≥ 1",
-                "the defaults (1000 samples, 10 response samples, 4 replicas) suit P ≈ 16, T ≈ 300",
+                "the defaults (1000 samples, 10–40 response samples, 4 replicas) suit P ≈ 16, T ≤ 300",
             ));
         }
-        let response = self.response_samples.unwrap_or((self.samples / 100).max(10));
         Ok(specdyn::theory::network::DmftOptions {
             samples: self.samples,
-            response_samples: response.min(self.samples),
+            // 0: chosen from each config's horizon (DmftOptions::response_samples_for).
+            response_samples: self.response_samples.unwrap_or(0),
             replicas: self.replicas,
             seed: self.dmft_seed,
             exact_linear: !self.monte_carlo_linear,
@@ -511,7 +512,9 @@ stderr; hidden Wˡ normalized, MP edge 2; W⁰ as W⁰/(σ√N) for N → ∞, b
 
 Cost grows like (P·T)²·T × replicas × response samples: P = 16, T = 300 with one replica of
 1000 samples and 10 response samples takes about 1.5 min on 2 cores, outliers at every step
-included (BENCHMARKS.md); error bars need ≥ 2 replicas (the default 4 took 5.8 min).")]
+included (BENCHMARKS.md); error bars need ≥ 2 replicas. The default response samples grow with
+the horizon (40 at T = 300, where 10 bias the late outliers low): 4 replicas then take about
+14 min (results/dmft-fig1-T300/theory-r40b).")]
     Mup {
         /// Run config (TOML).
         config: PathBuf,

@@ -7,7 +7,7 @@
 //! | `key.toml` | the theory-relevant config and solver options (the cache key) |
 //! | `loss.csv` | step, train_loss, stderr |
 //! | `outliers.csv` | step, matrix, rank, value, stderr (hidden W^ℓ: normalized singular values, MP edge 2; the first layer `layers.0.weight`: singular values of W⁰/(σ√N) as N → ∞ at fixed D, bulk edge 1; stderr: Monte-Carlo standard error over the replicas, NaN with one) |
-//! | `kernels.csv` | step, kernel (`phi1` … `phiL`, `ntk`), i, j, value (P × P at equal times) |
+//! | `kernels.csv` | step, kernel (`phi1` … `phiL`, `ntk`), i, j, value (P × P at equal times; with C outputs the NTK's mean diagonal block (1/C)Σ_c K_{(μc),(νc)}) |
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
@@ -21,7 +21,7 @@ use std::path::Path;
 /// activation, γ, η₀, σ², steps and (for minibatch SGD) the run's batch order, which the model
 /// seed sets; for online data the very samples the run draws at every step (set by the data
 /// seed). The DMFT covers plain (stochastic) gradient descent of an MLP without biases and
-/// with one output, in μP or NTK parameterization (NTK: γ = γ₀/√N).
+/// with C = O(1) outputs (at most [`MAX_OUTPUTS`]), in μP or NTK parameterization (NTK: γ = γ₀/√N).
 pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
     use crate::config::{OptimizerKind, Schedule};
     use crate::error::Error;
@@ -45,8 +45,14 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
         return Err(unsupported("the standard parameterization"));
     }
     let data = crate::data::Dataset::from_config(cfg)?;
-    if data.output_dim() != 1 {
-        return Err(unsupported("several outputs"));
+    let outputs = data.output_dim();
+    if outputs > MAX_OUTPUTS {
+        return Err(Error::config(
+            format!("the μP DMFT is for C = O(1) outputs; this config has {outputs}"),
+            format!(
+                "use at most {MAX_OUTPUTS} outputs (the solve's memory grows like C²; the extensive-output regime is `specdyn theory extensive`)"
+            ),
+        ));
     }
     let (xs, ys, d, batches) = match &data.train {
         crate::data::TrainSet::Fixed(crate::data::Samples::Host(train)) => {
@@ -72,7 +78,7 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
         }
         _ => return Err(unsupported("images")),
     };
-    let p = ys.len();
+    let p = ys.len() / outputs;
     let kx = faer::Mat::from_fn(p, p, |i, j| {
         (0..d).map(|k| xs[i * d + k] as f64 * xs[j * d + k] as f64).sum::<f64>() / d as f64
     });
@@ -89,6 +95,7 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
         steps: cfg.train.steps as usize,
         kx,
         y: ys.iter().map(|v| *v as f64).collect(),
+        outputs,
         batches,
         fresh: cfg.data.online,
     })
@@ -109,14 +116,18 @@ pub fn first_layer_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
     Ok((train.d, rank))
 }
 
-/// Memory of a DMFT solve: per layer six S × S order-parameter and kernel matrices and eight
-/// samples × S field arrays, S = P·(T + 1) super-indices.
+/// The most outputs the μP DMFT takes (C = O(1); memory grows like C²).
+pub const MAX_OUTPUTS: usize = 16;
+
+/// Memory of a DMFT solve: per layer six order-parameter and kernel matrices (about S·SC each
+/// on average, from S × S for Φ to SC × SC for G) and eight samples × SC field arrays,
+/// S = P·(T + 1) super-indices, C outputs.
 pub fn dmft_memory(problem: &MupProblem, opts: &DmftOptions) -> crate::resources::MemoryEstimate {
-    let s = problem.size() as f64;
+    let (s, c) = (problem.size() as f64, problem.outputs as f64);
     let l = problem.depth as f64;
     let mut e = crate::resources::MemoryEstimate::default();
-    e.add("order parameters", l * 6.0 * s * s, 8.0);
-    e.add("Monte-Carlo fields", l * 8.0 * opts.samples as f64 * s, 8.0);
+    e.add("order parameters", l * 6.0 * s * s * c * (1.0 + c) / 2.0, 8.0);
+    e.add("Monte-Carlo fields", l * 8.0 * opts.samples as f64 * s * c, 8.0);
     e
 }
 
@@ -168,7 +179,7 @@ pub fn cache_key(cfg: &RunConfig, opts: &DmftOptions) -> String {
         "{}\n[dmft]\nrevision = {THEORY_REVISION}\nsamples = {}\nresponse_samples = {}\nreplicas = {}\nseed = {}\nexact_linear = {}\ncontrol_variate = {}\n",
         c.to_toml(),
         opts.samples,
-        opts.response_samples,
+        opts.response_samples_for(cfg.train.steps as usize),
         opts.replicas,
         opts.seed,
         opts.exact_linear,
@@ -208,8 +219,14 @@ impl MupPrediction {
         let pr = &sol.problem;
         let (p, depth) = (pr.p(), pr.depth);
         let flat = |m: faer::Mat<f64>| (0..p * p).map(|k| m[(k / p, k % p)]).collect::<Vec<f64>>();
+        // The NTK over (μ, c) is PC × PC; the table keeps the mean of its C diagonal blocks.
+        let k = pr.outputs;
+        let ntk = |t: usize| {
+            let full = sol.ntk_at(t);
+            faer::Mat::from_fn(p, p, |i, j| (0..k).map(|c| full[(i * k + c, j * k + c)]).sum::<f64>() / k as f64)
+        };
         let kernels = (0..pr.times())
-            .map(|t| (1..=depth).map(|l| flat(sol.phi_at(l, t))).chain(std::iter::once(flat(sol.ntk_at(t)))).collect())
+            .map(|t| (1..=depth).map(|l| flat(sol.phi_at(l, t))).chain(std::iter::once(flat(ntk(t)))).collect())
             .collect();
         let steps: Vec<usize> = (0..pr.times()).collect();
         let outliers = all_outliers(sol, &steps);

@@ -7,6 +7,15 @@
 //! W̃(t) = W̃(0) + (1/√N) Σ_b U_b V_bᵀ,   U_b = (η₀γΔ_b/σ) g^{ℓ+1}_b,   V_b = φ^ℓ_b,   b = (s, ν), s < t
 //! ```
 //!
+//! With C outputs the sum runs over b = (s, ν, c), U_b = (η₀γΔ_{νc}(s)/σ) g^{ℓ+1}_{(s,ν,c)} and
+//! V_b = φ^ℓ_{(s,ν)}: C spikes share one right vector, and everything below holds with b over
+//! the backward super-indices ([`DmftSolution::spike_order_parameters`]) — with one care: the
+//! copies' fields χ̃_(s,ν,c) = W̃(0)V_b/√N are one field, so a response ∂U/∂χ̃ is only defined
+//! summed over the copies. The reduction uses R^g through Stein's identity ⟨U χ̃ᵀ⟩ = R^g C^φ,
+//! where C^φ's rows of the copies are equal, so only that sum enters: each copy carries 1/C of
+//! σd B (any split gives the same outliers: `tests/theory_network.rs`, to 1e-9; counting the
+//! whole response on every copy multiplies it by C and put W² 6% above trained networks).
+//!
 //! (eq. 109 with the factor η₀γΔ_b/σ absorbed into the left spike, as the tutorial does). The
 //! spikes are elementwise functions of the fields χ̃ = W̃(0)V/√N and ξ̃ = W̃(0)ᵀU/√N, and eq. (111)
 //! needs their overlaps and responses, which follow from the network DMFT
@@ -69,35 +78,38 @@
 use super::network::DmftSolution;
 use faer::Mat;
 
-/// Order parameters of the spikes of one hidden matrix at one time (S × S each).
+/// Order parameters of the spikes of one hidden matrix at one time (S × S each, S spikes).
 #[derive(Clone, Debug)]
 pub struct SpikeOrderParameters {
     pub c_phi: Mat<f64>,
     pub c_g: Mat<f64>,
     pub r_phi: Mat<f64>,
     pub r_g: Mat<f64>,
-    /// The super-indices b = tP + μ of the spikes kept (empty after a compression).
+    /// The backward super-indices b' = (tP + μ)C + c of the spikes kept (empty after a
+    /// compression).
     pub spikes: Vec<usize>,
 }
 
 impl DmftSolution {
     /// The spike order parameters of W^ℓ (1 ≤ ℓ < L) after `t` updates (spikes with a
-    /// vanishing error Δ_b contribute nothing and are left out).
+    /// vanishing error Δ_b contribute nothing and are left out). With C outputs a spike is a
+    /// backward super-index b' = (b, c): U_b' = d_b' g_b', V_b' = φ_b, so C^φ and R^g read the
+    /// forward index b of b'.
     pub fn spike_order_parameters(&self, layer: usize, t: usize) -> SpikeOrderParameters {
         let pr = &self.problem;
         assert!(layer >= 1 && layer < pr.depth, "hidden matrices are W¹ … W^(L−1)");
-        let sigma = pr.sigma2.sqrt();
+        let (sigma, k) = (pr.sigma2.sqrt(), pr.outputs);
         let delta = self.delta();
-        let dmax = delta[..t * pr.p()].iter().fold(0.0f64, |m, d| m.max(d.abs()));
-        let spikes: Vec<usize> = (0..t * pr.p()).filter(|&b| delta[b].abs() > 1e-12 * dmax).collect();
+        let dmax = delta[..t * pr.q()].iter().fold(0.0f64, |m, d| m.max(d.abs()));
+        let spikes: Vec<usize> = (0..t * pr.q()).filter(|&b| delta[b].abs() > 1e-12 * dmax).collect();
         let d: Vec<f64> = spikes.iter().map(|&b| pr.eta0 * pr.gamma * delta[b] / sigma).collect();
         let n = spikes.len();
         let (phi, g_above, a, b) = (&self.phi[layer - 1], &self.g[layer], &self.a[layer - 1], &self.b[layer]);
         SpikeOrderParameters {
-            c_phi: Mat::from_fn(n, n, |i, j| phi[(spikes[i], spikes[j])]),
+            c_phi: Mat::from_fn(n, n, |i, j| phi[(spikes[i] / k, spikes[j] / k)]),
             c_g: Mat::from_fn(n, n, |i, j| d[i] * d[j] * g_above[(spikes[i], spikes[j])]),
-            r_phi: Mat::from_fn(n, n, |i, j| sigma * a[(spikes[i], spikes[j])] / d[j]),
-            r_g: Mat::from_fn(n, n, |i, j| sigma * d[i] * b[(spikes[i], spikes[j])]),
+            r_phi: Mat::from_fn(n, n, |i, j| sigma * a[(spikes[i] / k, spikes[j])] / d[j]),
+            r_g: Mat::from_fn(n, n, |i, j| sigma * d[i] * b[(spikes[i], spikes[j] / k)] / k as f64),
             spikes,
         }
     }
@@ -200,14 +212,14 @@ pub fn outliers_over_time(sol: &DmftSolution, layer: usize, steps: &[usize], tol
     let m = Mat::from_fn(full.size(), k, |i, j| {
         if j < modes[0].ncols() { modes[0][(i, j)] } else { modes[1][(i, j - modes[0].ncols())] }
     });
-    let p = sol.problem.p();
+    let q = sol.problem.q();
     let xs = [&full.c_phi, &full.c_g, &full.r_phi, &full.r_g];
     let mut growing = GrowingProjection::new(k);
     let mut order: Vec<usize> = (0..steps.len()).collect();
     order.sort_by_key(|&i| steps[i]);
     let mut out = vec![Vec::new(); steps.len()];
     for i in order {
-        let n = full.spikes.iter().take_while(|&&b| b < steps[i].min(horizon) * p).count();
+        let n = full.spikes.iter().take_while(|&&b| b < steps[i].min(horizon) * q).count();
         if n == 0 || k == 0 {
             continue;
         }
