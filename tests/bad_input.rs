@@ -370,6 +370,12 @@ const CASES: &[Case] = &[
         &["does not describe this optimizer"],
     ),
     case(
+        "proportional with adam",
+        "train c.toml --out new --set model.proportional=true --set optimizer.kind=\"adam\"",
+        2,
+        &["model.proportional", "sgd"],
+    ),
+    case(
         "mup extensive outputs",
         "theory mup c.toml --out th --set data.kind=\"multi-output\" --set data.outputs=17",
         2,

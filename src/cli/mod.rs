@@ -1036,6 +1036,14 @@ fn cmd_compare(a: CompareArgs) -> Result<i32> {
     if a.out.is_some() {
         specdyn::rundir::check_output_dir(&out, "specdyn compare")?;
     }
+    let first = specdyn::rundir::RunDir::new(&a.runs[0]).read_config()?;
+    if specdyn::compare::linear::is_linear_config(&first) {
+        // A linear network in the proportional convention: the deep-linear DMFT (no Monte Carlo).
+        for f in specdyn::compare::linear::compare_linear(&a.runs, &out, false)? {
+            eprintln!("wrote {}", f.display());
+        }
+        return Ok(0);
+    }
     let (summary, files) = specdyn::compare::compare(&a.runs, &out, &opts, a.quiet)?;
     println!(
         "{:>7} {:>6} {:>13} {:>14} {:>16} {:>22} {:>16}",

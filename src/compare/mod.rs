@@ -29,6 +29,7 @@
 //! `outlier_steps_outside` counts those whose gap exceeds both 3 theory standard errors and
 //! [`EDGE_TOLERANCE`] of the distance above the edge.
 
+pub mod linear;
 pub mod prediction;
 
 use crate::config::RunConfig;

@@ -102,8 +102,14 @@ pub fn mup_problem(cfg: &RunConfig) -> Result<MupProblem> {
 }
 
 /// The first layer's input dimension D and the rank r of K^x for a run config (the bulk of
-/// W⁰ has D − r directions that training never touches; see `theory::weight_outliers`).
+/// W⁰ has D − r directions that training never touches; see `theory::weight_outliers`);
+/// r = 0 for online data.
 pub fn first_layer_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
+    if cfg.data.online {
+        // The first-layer law needs a fixed dataset: the theory has no W⁰ outliers here, and
+        // compare only needs D to put the runs' W⁰ in the unit W⁰/(σ√N).
+        return Ok((cfg.data.input_dim, 0));
+    }
     let data = crate::data::Dataset::from_config(cfg)?;
     let crate::data::TrainSet::Fixed(crate::data::Samples::Host(train)) = &data.train else {
         return Err(Error::config(

@@ -74,6 +74,13 @@ pub struct ModelConfig {
     /// ResNet: halve the resolution with a 2×2 average pool after every this many blocks
     /// (0: constant resolution).
     pub downsample_every: usize,
+    /// The proportional limit (N, D and P grow together; paper §4–5, App. E–F): the network
+    /// f = wᵀW^{L−1}⋯W⁰x/(gN·N^{(L−1)/2}) without the 1/√D on the input, trained at rate η₀g²N,
+    /// g = γ₀ (μP) or γ₀√(D/N) (NTK) — the convention of `specdyn theory linear` and
+    /// `theory extensive`. In the table of `model::param`: μP's γ becomes γ₀/√D and every SGD
+    /// rate is multiplied by D. MLP, plain SGD, μP or NTK.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub proportional: bool,
 }
 
 impl Default for ModelConfig {
@@ -91,6 +98,7 @@ impl Default for ModelConfig {
             group_channels: 8,
             residual_scale: ResidualScale::One,
             downsample_every: 0,
+            proportional: false,
         }
     }
 }
@@ -633,6 +641,16 @@ impl RunConfig {
     /// Model rules that depend on the network family.
     fn validate_model(&self) -> Result<()> {
         let m = &self.model;
+        if m.proportional
+            && (m.kind != ModelKind::Mlp
+                || self.optimizer.kind != OptimizerKind::Sgd
+                || m.parameterization == crate::model::Parameterization::Sp)
+        {
+            return Err(Error::config(
+                "model.proportional = true is the proportional-limit convention of an MLP trained by SGD in μP or NTK",
+                "use model.kind = \"mlp\", optimizer.kind = \"sgd\" and parameterization \"mup\" or \"ntk\", or remove model.proportional",
+            ));
+        }
         match m.kind {
             ModelKind::Mlp => {
                 if m.norm != Norm::None || m.residual_scale != ResidualScale::One || m.downsample_every != 0 {

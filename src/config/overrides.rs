@@ -44,8 +44,10 @@ pub fn known_keys() -> Vec<String> {
     if let Ok(toml::Value::Table(t)) = toml::Value::try_from(RunConfig::default()) {
         collect(&t, "", &mut keys);
     }
-    // Optional keys are absent from the serialized default.
-    for k in ["data.outputs_per_width", "data.x", "data.y", "data.test_x", "data.test_y", "data.dir"] {
+    // Optional keys (and flags that are written only when set) are absent from the serialized default.
+    for k in
+        ["data.outputs_per_width", "data.x", "data.y", "data.test_x", "data.test_y", "data.dir", "model.proportional"]
+    {
         keys.push(k.to_string());
     }
     keys

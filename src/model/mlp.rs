@@ -63,6 +63,7 @@ impl MlpSpec {
                     OptimizerKind::Adam => UpdateRule::Adam,
                 },
                 depth_lr_scale: 1.0,
+                proportional: m.proportional,
             },
         }
     }

@@ -102,13 +102,19 @@ pub struct ParamTable {
     /// Extra factor on the Adam rate of hidden layers (depth-μP residual networks: 1/√depth);
     /// 1 otherwise.
     pub depth_lr_scale: f64,
+    /// The proportional-limit convention (`model.proportional`): μP's γ is γ₀/√D and the SGD
+    /// rate is multiplied by D, which makes the network f = wᵀ⋯W⁰x/(gN⋯) without the input's
+    /// 1/√D, trained at η₀g²N (g = γ₀ in μP, γ₀√(D/N) in NTK; see `theory::linear`).
+    pub proportional: bool,
 }
 
 impl ParamTable {
-    /// The effective richness γ: γ₀ in μP and SP, γ₀/√N in NTK (tutorial, below eq. 77).
+    /// The effective richness γ: γ₀ in μP and SP, γ₀/√N in NTK (tutorial, below eq. 77); in
+    /// the proportional convention μP's is γ₀/√D (then 1/(γN)·W⁰x/√D = W⁰x/(γ₀N)).
     pub fn gamma(&self) -> f64 {
         match self.parameterization {
             Parameterization::Ntk => self.gamma0 / (self.width as f64).sqrt(),
+            Parameterization::Mup if self.proportional => self.gamma0 / (self.input_dim as f64).sqrt(),
             Parameterization::Mup | Parameterization::Sp => self.gamma0,
         }
     }
@@ -135,7 +141,9 @@ impl ParamTable {
                     LayerKind::Bias => (0.0, 1.0),
                 };
                 let lr_scale = match self.rule {
-                    // Eq. (76): one rate η₀γ²N for every layer.
+                    // Eq. (76): one rate η₀γ²N for every layer (×D in the proportional
+                    // convention: η₀g²N with g = γ√D).
+                    UpdateRule::Sgd if self.proportional => g * g * n * self.input_dim as f64,
                     UpdateRule::Sgd => g * g * n,
                     UpdateRule::Adam => match kind {
                         LayerKind::Input => g / fan_in.sqrt(),
@@ -175,6 +183,25 @@ mod tests {
             init_variance: 1.0,
             rule,
             depth_lr_scale: 1.0,
+            proportional: false,
+        }
+    }
+
+    #[test]
+    fn the_proportional_convention_drops_the_inputs_root_d() {
+        // μP: readout 1/(γN) with γ = γ₀/√D and input 1/√D give wᵀW⁰x/(γ₀N); the rate is η₀γ₀²N.
+        // NTK: readout 1/(γ₀√N)·(1/√D) = 1/(gN) with g = γ₀√(D/N); the rate is η₀g²N = η₀γ₀²D.
+        let (n, d) = (400.0, 16.0);
+        let mup = ParamTable { proportional: true, ..table(Parameterization::Mup, UpdateRule::Sgd, 400) };
+        let (input, readout) = (mup.layer(LayerKind::Input), mup.layer(LayerKind::Readout));
+        assert!((input.multiplier * readout.multiplier - 1.0 / (2.0 * n)).abs() < 1e-15);
+        assert!((readout.lr_scale - 4.0 * n).abs() < 1e-9);
+        let ntk = ParamTable { proportional: true, ..table(Parameterization::Ntk, UpdateRule::Sgd, 400) };
+        let g = 2.0 * (d / n).sqrt();
+        let (input, readout) = (ntk.layer(LayerKind::Input), ntk.layer(LayerKind::Readout));
+        assert!((input.multiplier * readout.multiplier - 1.0 / (g * n)).abs() < 1e-15);
+        for k in [LayerKind::Input, LayerKind::Hidden, LayerKind::Readout] {
+            assert!((ntk.layer(k).lr_scale - g * g * n).abs() < 1e-9);
         }
     }
 

@@ -104,6 +104,7 @@ impl ResNetSpec {
                     OptimizerKind::Adam => UpdateRule::Adam,
                 },
                 depth_lr_scale,
+                proportional: false,
             },
         }
     }

@@ -1,0 +1,245 @@
+//! Deep linear networks in the proportional limit next to trained runs: one run config
+//! (`model.proportional = true`, linear φ, linear teacher) both trains the network
+//! (`specdyn train`) and fixes the DMFT of [`crate::theory::linear`], which `specdyn compare`
+//! puts next to the runs' loss curves.
+//!
+//! The map (the convention is [`crate::model::param`]'s proportional one): ν = N/D,
+//! α = P/D (online: B/D with B the batch size), γ₀ = `model.gamma0`, η₀ = `optimizer.lr`,
+//! L = `model.depth`, label noise σ_ε² = `data.noise`², μP or NTK. The run logs the test loss on
+//! noisy targets, the DMFT the excess risk ½|e|², so the comparison adds σ_ε²/2 to the theory's.
+//!
+//! Output tables of [`compare_linear`] (long format):
+//!
+//! | file | columns |
+//! |---|---|
+//! | `loss.csv` | step, width, seeds, loss (`train`/`test`), run_mean, run_se, theory, rel_gap, se_gap |
+//! | `summary.csv` | width, seeds, max_train_gap, max_test_gap (relative, over steps whose predicted loss is above 1% of its start) |
+
+use crate::config::{DataKind, ModelKind, OptimizerKind, RunConfig, Schedule};
+use crate::error::{Error, Result};
+use crate::model::{Activation, Parameterization};
+use crate::report::{Figure, Panel, Series, save_figure};
+use crate::rundir::RunDir;
+use crate::theory::linear::{LinearCurves, LinearNet, Parameterization as LinearParameterization};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Whether a run config is a linear network in the proportional convention (the deep-linear
+/// DMFT's domain) rather than the μP DMFT's.
+pub fn is_linear_config(cfg: &RunConfig) -> bool {
+    cfg.model.proportional && cfg.model.activation == Activation::Linear
+}
+
+/// The deep-linear DMFT problem a run config describes (see the module docs); an error naming
+/// the setting when the theory does not cover it.
+pub fn linear_problem(cfg: &RunConfig) -> Result<LinearNet> {
+    let unsupported = |what: String| {
+        Error::config(
+            format!("the deep-linear DMFT does not describe {what}"),
+            "use model.kind = \"mlp\", activation \"linear\", model.proportional = true, no biases, init_variance = 1, \
+             data.kind = \"linear\" (hermite [0, 1]), plain SGD with a constant rate, full batch or online",
+        )
+    };
+    let (m, d, o) = (&cfg.model, &cfg.data, &cfg.optimizer);
+    if m.kind != ModelKind::Mlp || m.activation != Activation::Linear || !m.proportional {
+        return Err(unsupported("this model (it needs a linear MLP with model.proportional = true)".into()));
+    }
+    if m.bias || (m.init_variance - 1.0).abs() > 1e-12 {
+        return Err(unsupported("biases or an initial variance other than 1".into()));
+    }
+    if d.kind != DataKind::Linear || d.hermite_coefficients() != [0.0, 1.0] {
+        return Err(unsupported("this teacher (it needs data.kind = \"linear\", hermite [0, 1])".into()));
+    }
+    if o.kind != OptimizerKind::Sgd || o.momentum != 0.0 || o.schedule != Schedule::Constant || o.warmup_steps > 0 {
+        return Err(unsupported("this optimizer".into()));
+    }
+    let full_batch = cfg.train.batch_size == 0 || cfg.train.batch_size >= d.train_size;
+    if !d.online && !full_batch {
+        return Err(unsupported("minibatches of a fixed dataset".into()));
+    }
+    if d.online && cfg.train.batch_size == 0 {
+        return Err(unsupported("online data without a batch size".into()));
+    }
+    let dim = d.input_dim as f64;
+    let samples = if d.online { cfg.train.batch_size } else { d.train_size };
+    Ok(LinearNet {
+        depth: m.depth,
+        nu: m.width as f64 / dim,
+        alpha: samples as f64 / dim,
+        gamma0: m.gamma0,
+        eta0: o.lr,
+        parameterization: match m.parameterization {
+            Parameterization::Ntk => LinearParameterization::Ntk,
+            _ => LinearParameterization::Mup,
+        },
+        label_noise: d.noise * d.noise,
+        online: d.online,
+    })
+}
+
+/// The curves a run logs, from the DMFT's: the test loss on noisy targets adds σ_ε²/2.
+pub fn as_logged(net: &LinearNet, theory: &LinearCurves) -> LinearCurves {
+    LinearCurves { train: theory.train.clone(), test: theory.test.iter().map(|t| t + net.label_noise / 2.0).collect() }
+}
+
+/// Seed mean and standard error at every step of the train and test curves.
+pub fn seed_mean_se(runs: &[LinearCurves]) -> [(Vec<f64>, Vec<f64>); 2] {
+    let stat = |get: &dyn Fn(&LinearCurves) -> &Vec<f64>| {
+        let t = runs.iter().map(|r| get(r).len()).min().unwrap_or(0);
+        let k = runs.len() as f64;
+        let mean: Vec<f64> = (0..t).map(|i| runs.iter().map(|r| get(r)[i]).sum::<f64>() / k).collect();
+        let se = (0..t)
+            .map(|i| {
+                let var = runs.iter().map(|r| (get(r)[i] - mean[i]).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
+                (var / k).sqrt()
+            })
+            .collect();
+        (mean, se)
+    };
+    [stat(&|r| &r.train), stat(&|r| &r.test)]
+}
+
+/// A run's logged train and test loss at every step 0..=T (metrics.csv).
+fn read_curves(dir: &Path, steps: usize) -> Result<LinearCurves> {
+    let run = RunDir::new(dir);
+    let path = run.metrics_path();
+    let hint = "re-run `specdyn train` with train.log_every = 1";
+    let mut r = csv::Reader::from_path(&path).map_err(|e| Error::data(&path, e.to_string(), hint))?;
+    let head: Vec<String> =
+        r.headers().map_err(|e| Error::data(&path, e.to_string(), hint))?.iter().map(String::from).collect();
+    let col = |name: &str| {
+        head.iter().position(|h| h == name).ok_or_else(|| Error::data(&path, format!("has no column '{name}'"), hint))
+    };
+    let (cs, ctr, cte) = (col("step")?, col("train_loss")?, col("test_loss")?);
+    let mut curves = LinearCurves { train: vec![f64::NAN; steps + 1], test: vec![f64::NAN; steps + 1] };
+    for rec in r.records() {
+        let rec = rec.map_err(|e| Error::data(&path, e.to_string(), hint))?;
+        let num = |c: usize| rec.get(c).and_then(|s| s.parse::<f64>().ok());
+        if let (Some(t), Some(tr), Some(te)) = (num(cs), num(ctr), num(cte))
+            && (t as usize) <= steps
+        {
+            (curves.train[t as usize], curves.test[t as usize]) = (tr, te);
+        }
+    }
+    if curves.train.iter().chain(&curves.test).any(|v| !v.is_finite()) {
+        return Err(Error::data(&path, "does not log train and test loss at every step", hint));
+    }
+    Ok(curves)
+}
+
+/// The largest relative gap |run − theory|/theory over steps whose theory is above 1% of its
+/// start.
+fn max_gap(theory: &[f64], run: &[f64]) -> f64 {
+    theory
+        .iter()
+        .zip(run)
+        .filter(|(th, _)| **th > 0.01 * theory[0])
+        .map(|(th, r)| (r - th).abs() / th)
+        .fold(0.0, f64::max)
+}
+
+/// `specdyn compare` for runs of one proportional linear config at one or more widths: the
+/// DMFT at each width's ν against the seed mean of the runs' loss curves.
+pub fn compare_linear(runs: &[PathBuf], out: &Path, quiet: bool) -> Result<Vec<PathBuf>> {
+    let mut by_width: BTreeMap<usize, Vec<(PathBuf, RunConfig)>> = BTreeMap::new();
+    let mut shared: Option<String> = None;
+    for dir in runs {
+        let cfg = RunDir::new(dir).read_config()?;
+        linear_problem(&cfg)?;
+        let mut key = cfg.clone();
+        // The DMFT is the same for every model seed and data seed (the data self-average).
+        (key.model.width, key.seed, key.data.seed) = (0, 0, 0);
+        let key = key.to_toml();
+        match &shared {
+            Some(k) if *k != key => {
+                return Err(Error::config(
+                    format!("{} has another config than the first run (beyond width and seeds)", dir.display()),
+                    "compare runs of one config (widths, seed and data.seed may differ)",
+                ));
+            }
+            _ => shared = Some(key),
+        }
+        by_width.entry(cfg.model.width).or_default().push((dir.clone(), cfg));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io("create directory", out, e))?;
+    let mut loss_csv = String::from("step,width,seeds,loss,run_mean,run_se,theory,rel_gap,se_gap\n");
+    let mut summary = String::from("width,seeds,max_train_gap,max_test_gap\n");
+    let (mut train_panel, mut test_panel) = (Vec::new(), Vec::new());
+    if !quiet {
+        println!("{:>7} {:>6} {:>15} {:>15}", "width", "seeds", "max train gap", "max test gap");
+    }
+    for (k, (width, group)) in by_width.iter().enumerate() {
+        let cfg = &group[0].1;
+        let steps = cfg.train.steps as usize;
+        let net = linear_problem(cfg)?;
+        let theory = as_logged(&net, &net.solve(steps));
+        let curves: Vec<LinearCurves> = group.iter().map(|(d, _)| read_curves(d, steps)).collect::<Result<_>>()?;
+        let [(train, train_se), (test, test_se)] = seed_mean_se(&curves);
+        let seeds = group.len();
+        for (name, th, mean, se) in
+            [("train", &theory.train, &train, &train_se), ("test", &theory.test, &test, &test_se)]
+        {
+            for t in 0..=steps {
+                let gap = mean[t] - th[t];
+                let _ = writeln!(
+                    loss_csv,
+                    "{t},{width},{seeds},{name},{:e},{:e},{:e},{:e},{:e}",
+                    mean[t],
+                    se[t],
+                    th[t],
+                    gap / th[t],
+                    gap / se[t]
+                );
+            }
+        }
+        let (gtr, gte) = (max_gap(&theory.train, &train), max_gap(&theory.test, &test));
+        let _ = writeln!(summary, "{width},{seeds},{gtr:.6},{gte:.6}");
+        if !quiet {
+            println!("{width:>7} {seeds:>6} {:>14.2}% {:>14.2}%", 100.0 * gtr, 100.0 * gte);
+        }
+        let every = (steps / 20).max(1);
+        for (panel, th, mean, se) in
+            [(&mut train_panel, &theory.train, &train, &train_se), (&mut test_panel, &theory.test, &test, &test_se)]
+        {
+            panel.push(Series {
+                label: format!("DMFT ν = {:.3}", net.nu),
+                points: th.iter().enumerate().map(|(t, v)| (t as f64, *v)).collect(),
+                color: k,
+                ..Default::default()
+            });
+            let idx: Vec<usize> = (0..=steps).filter(|t| t % every == 0).collect();
+            panel.push(Series {
+                label: format!("N = {width} ({seeds} seeds)"),
+                points: idx.iter().map(|&t| (t as f64, mean[t])).collect(),
+                y_err: idx.iter().map(|&t| se[t]).collect(),
+                color: k,
+                markers: true,
+                ..Default::default()
+            });
+        }
+    }
+    let mut files = Vec::new();
+    for (name, text) in [("loss.csv", &loss_csv), ("summary.csv", &summary)] {
+        let path = out.join(name);
+        crate::checkpoint::atomic_write(&path, text.as_bytes())?;
+        files.push(path);
+    }
+    let panel = |title: &str, series| Panel {
+        title: title.into(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        log_y: true,
+        series,
+        legend_right: true,
+        ..Default::default()
+    };
+    let fig = Figure {
+        title: "Deep linear DMFT (proportional limit) vs trained networks".into(),
+        panels: vec![panel("train loss", train_panel), panel("test loss", test_panel)],
+        columns: 2,
+        panel_size: (700, 460),
+    };
+    files.extend(save_figure(&fig, &out.join("compare-linear"))?);
+    Ok(files)
+}
