@@ -423,8 +423,14 @@ src/theory/extensive.rs). Prints the support, the mean and the ν → ∞ edge 1
 vs ν) and extensive.png/svg. With --simulate N: the update itself at N, D = N/ν, C = χD over
 --seeds, its KS distance to the law, largest eigenvalue and mean (exact at that size).
 
-  specdyn theory extensive --nu 5 --chi 4 --gamma0 2 --eta0 0.2 --simulate 2000 --out runs/ext")]
+  specdyn theory extensive --nu 5 --chi 4 --gamma0 2 --eta0 0.2 --simulate 2000 --out runs/ext
+  specdyn theory extensive configs/extensive-one-step.toml --out runs/ext   # the network `specdyn train` runs")]
     Extensive {
+        /// Run config of a two-layer linear network with C = χD outputs (model.proportional =
+        /// true): ν, χ, γ₀ and η₀ are read from it instead of the flags.
+        config: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "config")]
+        overrides: Vec<String>,
         /// ν = N/D (width over input dimension; > 1).
         #[arg(long, default_value_t = 5.0)]
         nu: f64,
@@ -902,7 +908,15 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             let model = specdyn::theory::EndogenousWigner { gamma, eta, init_variance: 1.0 };
             rep::wigner(&model, steps, common.simulate, common.seeds, every, &common.out, common.quiet)?
         }
-        TheoryModel::Extensive { nu, chi, gamma0, eta0, common } => {
+        TheoryModel::Extensive { config, overrides, nu, chi, gamma0, eta0, common } => {
+            let (nu, chi, gamma0, eta0) = match config {
+                Some(path) => {
+                    let cfg = RunConfig::load(&path, &overrides)?;
+                    let m = specdyn::compare::linear::extensive_problem(&cfg)?;
+                    (m.nu, m.chi, m.gamma0, m.eta0)
+                }
+                None => (nu, chi, gamma0, eta0),
+            };
             check_theory(&common, &[("nu", nu), ("chi", chi), ("gamma0", gamma0), ("eta0", eta0)])?;
             if nu <= 1.0 {
                 return Err(Error::config(

@@ -1,7 +1,8 @@
 //! Deep linear networks in the proportional limit next to trained runs: one run config
 //! (`model.proportional = true`, linear φ, linear teacher) both trains the network
 //! (`specdyn train`) and fixes the DMFT of [`crate::theory::linear`], which `specdyn compare`
-//! puts next to the runs' loss curves.
+//! puts next to the runs' loss curves — or, with C = χD outputs, the one-step law of
+//! [`crate::theory::extensive`] ([`extensive_problem`], `specdyn theory extensive CONFIG`).
 //!
 //! The map (the convention is [`crate::model::param`]'s proportional one): ν = N/D,
 //! α = P/D (online: B/D with B the batch size), γ₀ = `model.gamma0`, η₀ = `optimizer.lr`,
@@ -75,6 +76,41 @@ pub fn linear_problem(cfg: &RunConfig) -> Result<LinearNet> {
         },
         label_noise: d.noise * d.noise,
         online: d.online,
+    })
+}
+
+/// The one-step extensive-output law ([`crate::theory::extensive`], paper §5, App. F.2) a run
+/// config describes: a two-layer linear network (L = 1, μP, proportional convention) with a
+/// linear multi-output teacher and no label noise; ν = N/D, χ = C/D, γ₀, η₀. The law is that of
+/// W(1)ᵀW(1)/N after the first GD step on the population loss; a run of P samples takes the
+/// step with Σ̂ = XᵀX/P in place of I (test `one_step_of_specdyn_train_is_the_laws_update`).
+pub fn extensive_problem(cfg: &RunConfig) -> Result<crate::theory::extensive::OneStep> {
+    let unsupported = |what: &str| {
+        Error::config(
+            format!("the one-step extensive-output law does not describe {what}"),
+            "use a linear MLP with model.depth = 1, parameterization \"mup\", model.proportional = true, \
+             init_variance = 1, no biases, data.kind = \"multi-output\" with hermite [0, 1] and no noise, plain SGD",
+        )
+    };
+    let (m, d, o) = (&cfg.model, &cfg.data, &cfg.optimizer);
+    if m.kind != ModelKind::Mlp || m.activation != Activation::Linear || !m.proportional || m.depth != 1 {
+        return Err(unsupported("this model"));
+    }
+    if m.parameterization != Parameterization::Mup || m.bias || (m.init_variance - 1.0).abs() > 1e-12 {
+        return Err(unsupported("this parameterization, biases or initial variance"));
+    }
+    if d.kind != DataKind::MultiOutput || d.hermite_coefficients() != [0.0, 1.0] || d.noise != 0.0 {
+        return Err(unsupported("this teacher"));
+    }
+    if o.kind != OptimizerKind::Sgd || o.momentum != 0.0 || o.warmup_steps > 0 {
+        return Err(unsupported("this optimizer"));
+    }
+    let dim = d.input_dim as f64;
+    Ok(crate::theory::extensive::OneStep {
+        nu: m.width as f64 / dim,
+        chi: cfg.output_dim() as f64 / dim,
+        gamma0: m.gamma0,
+        eta0: o.lr,
     })
 }
 
