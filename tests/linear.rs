@@ -181,3 +181,83 @@ fn one_config_trains_the_network_and_solves_the_theory() {
     let err = linear_problem(&other).expect_err("not the proportional convention").to_string();
     assert!(err.contains("proportional"), "{err}");
 }
+
+#[test]
+fn compare_of_a_linear_sweep_gives_learning_rate_transfer_from_theory() {
+    // A small sweep of configs/transfer-linear.toml (μP and NTK at ν = 2 and 8, three rates, four
+    // seeds, each with its own dataset) through `specdyn sweep` and `specdyn compare SWEEP`: the
+    // seed mean of every stable point's final test loss within 3 SE + 10% of the DMFT's (the
+    // recorded sweep, results/transfer-linear, has the full grid; near the edge of stability, where
+    // the DMFT catapults, single rates differ more), the diverged cells past the DMFT's largest
+    // stable rate, and μP's DMFT optimum the same at both widths while NTK's moves.
+    let bin = env!("CARGO_BIN_EXE_specdyn");
+    let tmp = std::env::temp_dir().join(format!("specdyn-lin-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let text = std::fs::read_to_string("configs/transfer-linear.toml").unwrap();
+    let small = text
+        .replace("\"model.width\" = [250, 500, 1000]", "\"model.width\" = [250, 1000]")
+        .replace("seed = [0, 1]\n\"data.seed\" = [1, 2]", "seed = [0, 1, 2, 3]\n\"data.seed\" = [1, 2, 3, 4]")
+        .replace("{ geomspace = [0.005, 0.32, 13] }", "[0.01, 0.04, 0.64]");
+    assert_ne!(small, text, "the sweep config changed: update this test");
+    std::fs::write(tmp.join("sweep.toml"), small).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).current_dir(&tmp).output().expect("specdyn runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["sweep", "sweep.toml", "--out", "sw", "--jobs", "2", "--quiet"]);
+    run(&["compare", "sw", "--out", "cmp"]);
+    let table = std::fs::read_to_string(tmp.join("cmp/lr-transfer.csv")).unwrap();
+    let summary = std::fs::read_to_string(tmp.join("cmp/lr-summary.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let max_stable: Vec<(String, String, f64)> = summary
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].to_string(), f[5].parse().unwrap())
+        })
+        .collect();
+    for r in rows.iter().filter(|r| r[3] == "runs") {
+        let (par, width, eta0, loss, se, diverged) = (r[0], r[1], r[4].parse::<f64>().unwrap(), r[5], r[6], r[8]);
+        let stable = max_stable.iter().find(|m| m.0 == par && m.1 == width).unwrap().2;
+        if diverged != "0" {
+            assert!(eta0 > stable, "{par} N = {width}: diverged at η₀ = {eta0}, DMFT stable up to {stable}");
+            continue;
+        }
+        let loss: f64 = loss.parse().unwrap();
+        // The DMFT at the cell's own rate (the table's grid need not contain it).
+        let base = &text[..text.find("[sweep]").expect("a [sweep] table")];
+        let cfg = RunConfig::from_toml_str(
+            base,
+            &[
+                format!("model.parameterization=\"{par}\""),
+                format!("model.width={width}"),
+                format!("optimizer.lr={eta0}"),
+            ],
+        )
+        .expect("config");
+        let net = linear_problem(&cfg).expect("problem");
+        let exact = *as_logged(&net, &net.solve(64)).test.last().unwrap();
+        let se: f64 = se.parse().unwrap();
+        eprintln!("{par} N = {width} η₀ = {eta0}: runs {loss:.4e} ± {se:.1e}, DMFT {exact:.4e}");
+        assert!(
+            (loss - exact).abs() < 3.0 * se + 0.1 * exact,
+            "{par} N = {width} η₀ = {eta0}: runs {loss} ± {se} vs DMFT {exact}"
+        );
+    }
+    let optimum = |par: &str, width: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(&format!("{par},{width},")))
+            .unwrap()
+            .split(',')
+            .nth(3)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(optimum("mup", "250"), optimum("mup", "1000"), "μP's optimal η₀ must not move with the width");
+    assert!(optimum("ntk", "1000") > 1.3 * optimum("ntk", "250"), "NTK's optimal η₀ must grow with the width");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -1050,6 +1050,15 @@ fn cmd_compare(a: CompareArgs) -> Result<i32> {
     if a.out.is_some() {
         specdyn::rundir::check_output_dir(&out, "specdyn compare")?;
     }
+    if let [one] = a.runs.as_slice()
+        && specdyn::sweep::SweepDir::new(one).manifest_path().exists()
+    {
+        // A sweep of proportional linear networks: learning-rate transfer from the DMFT.
+        for f in specdyn::compare::linear::compare_sweep(one, &out, false)? {
+            eprintln!("wrote {}", f.display());
+        }
+        return Ok(0);
+    }
     let first = specdyn::rundir::RunDir::new(&a.runs[0]).read_config()?;
     if specdyn::compare::linear::is_linear_config(&first) {
         // A linear network in the proportional convention: the deep-linear DMFT (no Monte Carlo).

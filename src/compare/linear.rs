@@ -279,3 +279,143 @@ pub fn compare_linear(runs: &[PathBuf], out: &Path, quiet: bool) -> Result<Vec<P
     files.extend(save_figure(&fig, &out.join("compare-linear"))?);
     Ok(files)
 }
+
+/// Learning-rate transfer from theory next to a sweep: for every (parameterization, width) of
+/// a `specdyn sweep` of proportional linear networks, the DMFT's final test loss after T steps
+/// on a fine η₀ grid against the cells' (mean ± standard error over seeds), the optimal η₀ of
+/// each, and the largest stable η₀ (final test loss below the initial one; the DMFT, exact in
+/// the limit, diverges past it like the runs). Files: `lr-transfer.csv` (parameterization,
+/// width, nu, source `theory`/`runs`, eta0, test_loss, test_se, seeds, diverged) and
+/// `lr-summary.csv` (parameterization, width, nu, theory_optimal_eta0, runs_optimal_eta0,
+/// theory_max_stable_eta0, runs_max_stable_eta0), and `lr-transfer.png`.
+pub fn compare_sweep(root: &Path, out: &Path, quiet: bool) -> Result<Vec<PathBuf>> {
+    use crate::sweep::{SweepDir, report};
+    let dir = SweepDir::new(root);
+    let sweep = dir.read_config()?;
+    let manifest = dir.read_manifest()?;
+    let results = report::collect(&dir, &manifest.cells);
+    // (parameterization, width) → (config, η₀ → final test losses, diverged count).
+    type Group = (RunConfig, BTreeMap<u64, (f64, Vec<f64>, usize)>);
+    let mut groups: BTreeMap<(String, usize), Group> = BTreeMap::new();
+    for r in &results {
+        let cfg = sweep.cell_config(&r.cell)?;
+        linear_problem(&cfg)?;
+        let key = (cfg.model.parameterization.name().to_string(), cfg.model.width);
+        let lr = cfg.optimizer.lr;
+        let entry = groups.entry(key).or_insert_with(|| (cfg.clone(), BTreeMap::new()));
+        let at = entry.1.entry(lr.to_bits()).or_insert((lr, Vec::new(), 0));
+        match (r.state, r.final_test_loss) {
+            (crate::sweep::CellState::Diverged, _) => at.2 += 1,
+            (crate::sweep::CellState::Completed, Some(l)) if l.is_finite() => at.1.push(l),
+            _ => {}
+        }
+    }
+    if groups.is_empty() {
+        return Err(Error::config(
+            format!("{} has no cells", root.display()),
+            "run `specdyn sweep CONFIG --out DIR` first",
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io("create directory", out, e))?;
+    let mut table = String::from("parameterization,width,nu,source,eta0,test_loss,test_se,seeds,diverged\n");
+    let mut summary = String::from(
+        "parameterization,width,nu,theory_optimal_eta0,runs_optimal_eta0,theory_max_stable_eta0,runs_max_stable_eta0\n",
+    );
+    let mut panels: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+    if !quiet {
+        println!(
+            "{:<5} {:>6} {:>6} {:>16} {:>16} {:>18} {:>18}",
+            "par", "width", "ν", "optimal η₀ DMFT", "optimal η₀ runs", "max stable DMFT", "max stable runs"
+        );
+    }
+    for (k, ((par, width), (cfg, cells))) in groups.iter().enumerate() {
+        let base = linear_problem(cfg)?;
+        let steps = cfg.train.steps as usize;
+        let lrs: Vec<f64> = cells.values().map(|c| c.0).collect();
+        let (lo, hi) = (lrs.iter().cloned().fold(f64::MAX, f64::min), lrs.iter().cloned().fold(0.0, f64::max));
+        // The theory on a grid 8 points per factor 2, from half the smallest rate to twice the largest.
+        let points = ((4.0 * hi / lo).log2() * 8.0).ceil() as usize + 1;
+        let grid: Vec<f64> =
+            (0..points).map(|i| lo / 2.0 * (4.0 * hi / lo).powf(i as f64 / (points - 1) as f64)).collect();
+        let theory: Vec<(f64, f64)> = grid
+            .iter()
+            .map(|&eta0| {
+                let net = LinearNet { eta0, ..base };
+                let curves = as_logged(&net, &net.solve(steps));
+                (eta0, *curves.test.last().unwrap_or(&f64::NAN))
+            })
+            .collect();
+        let start = as_logged(&base, &base.solve(0)).test[0];
+        let stable = |l: f64| l.is_finite() && l < start;
+        let optimum = |xs: &[(f64, f64)]| {
+            xs.iter().filter(|x| stable(x.1)).min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0).unwrap_or(f64::NAN)
+        };
+        let max_stable =
+            |xs: &[(f64, f64)]| xs.iter().take_while(|x| stable(x.1)).last().map(|x| x.0).unwrap_or(f64::NAN);
+        for (eta0, l) in &theory {
+            let _ = writeln!(table, "{par},{width},{},theory,{eta0:e},{l:e},,,", base.nu);
+        }
+        let mut runs = Vec::new();
+        let mut errs = Vec::new();
+        for (eta0, losses, diverged) in cells.values() {
+            let n = losses.len();
+            let mean = if n > 0 && *diverged == 0 { losses.iter().sum::<f64>() / n as f64 } else { f64::INFINITY };
+            let se = if n > 1 {
+                (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / ((n - 1) * n) as f64).sqrt()
+            } else {
+                f64::NAN
+            };
+            let _ = writeln!(table, "{par},{width},{},runs,{eta0:e},{mean:e},{se:e},{n},{diverged}", base.nu);
+            runs.push((*eta0, mean));
+            errs.push(se);
+        }
+        let (t_opt, r_opt, t_max, r_max) = (optimum(&theory), optimum(&runs), max_stable(&theory), max_stable(&runs));
+        let _ = writeln!(summary, "{par},{width},{},{t_opt:e},{r_opt:e},{t_max:e},{r_max:e}", base.nu);
+        if !quiet {
+            println!("{par:<5} {width:>6} {:>6.2} {t_opt:>16.4} {r_opt:>16.4} {t_max:>18.4} {r_max:>18.4}", base.nu);
+        }
+        let series = panels.entry(par.clone()).or_default();
+        let finite = |xs: &[(f64, f64)]| xs.iter().filter(|x| x.1.is_finite() && x.1 < 1e3 * start).cloned().collect();
+        series.push(Series {
+            label: format!("DMFT ν = {:.3}", base.nu),
+            points: finite(&theory),
+            color: k,
+            ..Default::default()
+        });
+        let shown: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].1.is_finite()).collect();
+        series.push(Series {
+            label: format!("N = {width}"),
+            points: shown.iter().map(|&i| runs[i]).collect(),
+            y_err: shown.iter().map(|&i| if errs[i].is_finite() { errs[i] } else { 0.0 }).collect(),
+            color: k,
+            markers: true,
+            ..Default::default()
+        });
+    }
+    let mut files = Vec::new();
+    for (name, text) in [("lr-transfer.csv", &table), ("lr-summary.csv", &summary)] {
+        let path = out.join(name);
+        crate::checkpoint::atomic_write(&path, text.as_bytes())?;
+        files.push(path);
+    }
+    let fig = Figure {
+        title: "Learning-rate transfer: deep-linear DMFT (lines) vs a sweep of trained networks (points)".into(),
+        panels: panels
+            .into_iter()
+            .map(|(par, series)| Panel {
+                title: format!("{par}: test loss after T steps"),
+                x_label: "η₀".into(),
+                y_label: "final test loss".into(),
+                log_x: true,
+                log_y: true,
+                series,
+                legend_right: true,
+                ..Default::default()
+            })
+            .collect(),
+        columns: 2,
+        panel_size: (700, 460),
+    };
+    files.extend(save_figure(&fig, &out.join("lr-transfer"))?);
+    Ok(files)
+}
