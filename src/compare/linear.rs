@@ -178,25 +178,26 @@ fn max_gap(theory: &[f64], run: &[f64]) -> f64 {
 /// `specdyn compare` for runs of one proportional linear config at one or more widths: the
 /// DMFT at each width's ν against the seed mean of the runs' loss curves.
 pub fn compare_linear(runs: &[PathBuf], out: &Path, quiet: bool) -> Result<Vec<PathBuf>> {
-    let mut by_width: BTreeMap<usize, Vec<(PathBuf, RunConfig)>> = BTreeMap::new();
-    let mut shared: Option<String> = None;
+    // Runs share a theory when their networks agree beyond the width ratio ν (model and data
+    // seeds, and D and P at fixed ratios, may differ), and their horizon.
+    let mut by_width: BTreeMap<(usize, usize), Vec<(PathBuf, RunConfig)>> = BTreeMap::new();
+    let mut shared: Option<(LinearNet, u64)> = None;
     for dir in runs {
         let cfg = RunDir::new(dir).read_config()?;
-        linear_problem(&cfg)?;
-        let mut key = cfg.clone();
-        // The DMFT is the same for every model seed and data seed (the data self-average).
-        (key.model.width, key.seed, key.data.seed) = (0, 0, 0);
-        let key = key.to_toml();
+        let key = (LinearNet { nu: 0.0, ..linear_problem(&cfg)? }, cfg.train.steps);
         match &shared {
             Some(k) if *k != key => {
                 return Err(Error::config(
-                    format!("{} has another config than the first run (beyond width and seeds)", dir.display()),
-                    "compare runs of one config (widths, seed and data.seed may differ)",
+                    format!(
+                        "{} describes another network than the first run (α, γ₀, η₀, depth, noise, online or steps differ)",
+                        dir.display()
+                    ),
+                    "compare runs of one setting: widths, D and P at fixed ratios, and seeds may differ",
                 ));
             }
             _ => shared = Some(key),
         }
-        by_width.entry(cfg.model.width).or_default().push((dir.clone(), cfg));
+        by_width.entry((cfg.model.width, cfg.data.input_dim)).or_default().push((dir.clone(), cfg));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io("create directory", out, e))?;
     let mut loss_csv = String::from("step,width,seeds,loss,run_mean,run_se,theory,rel_gap,se_gap\n");
@@ -205,7 +206,7 @@ pub fn compare_linear(runs: &[PathBuf], out: &Path, quiet: bool) -> Result<Vec<P
     if !quiet {
         println!("{:>7} {:>6} {:>15} {:>15}", "width", "seeds", "max train gap", "max test gap");
     }
-    for (k, (width, group)) in by_width.iter().enumerate() {
+    for (k, ((width, _), group)) in by_width.iter().enumerate() {
         let cfg = &group[0].1;
         let steps = cfg.train.steps as usize;
         let net = linear_problem(cfg)?;
