@@ -370,6 +370,12 @@ const CASES: &[Case] = &[
         &["does not describe this optimizer"],
     ),
     case(
+        "extensive law from a tanh config",
+        "theory extensive c.toml --out th",
+        2,
+        &["extensive-output law", "model.proportional"],
+    ),
+    case(
         "proportional with adam",
         "train c.toml --out new --set model.proportional=true --set optimizer.kind=\"adam\"",
         2,

@@ -142,7 +142,7 @@ residual block) or layers.1.weight.
         model: TheoryModel,
     },
 
-    /// The μP DMFT next to trained runs: loss, kernel alignment, weight outliers.
+    /// Theory next to trained runs: the μP DMFT (loss, kernels, weight outliers) or the deep-linear DMFT.
     #[command(long_about = "\
 Compare trained runs with the infinite-width μP DMFT of their config (tutorial §8, §11.2;
 theory map T6–T7). The theory is solved once for the runs' shared config and cached in each
@@ -164,8 +164,19 @@ OUT/<setting>/ (e.g. OUT/model.init_variance=0.5/), plus scan-summary.csv and th
   specdyn train configs/dmft-compare.toml --out runs/cmp/N1024-s0 --set model.width=1024
   specdyn compare runs/cmp/N*-s* --out results/dmft-compare
 
-The DMFT covers plain gradient descent (full batch, or minibatch SGD in the run's batch order)
-of bias-free single-output MLPs (μP or NTK).")]
+The DMFT covers plain gradient descent (full batch, minibatch SGD in the run's batch order, or
+online) of bias-free MLPs with C = O(1) outputs (μP or NTK).
+
+Linear networks with model.proportional = true (configs/linear-proportional.toml) are compared
+with the deep-linear DMFT instead (exact, no Monte Carlo): loss.csv (train and test loss per
+width, seed mean ± SE vs theory), summary.csv, compare-linear.png/svg; runs may differ in width,
+D and P at fixed ratios, seed and data.seed. Given one sweep directory of such networks
+(configs/transfer-linear.toml), compare solves the DMFT on a fine η₀ grid for every
+(parameterization, width): lr-transfer.csv, lr-summary.csv (optimal and largest stable η₀, theory
+and runs), lr-transfer.png/svg — learning-rate transfer from theory.
+
+  specdyn sweep configs/transfer-linear.toml --out sweeps/transfer-linear --jobs 2
+  specdyn compare sweeps/transfer-linear --out results/transfer-linear")]
     Compare(CompareArgs),
 
     /// Print the effective config (defaults, a file, and --set overrides) as TOML.
@@ -288,7 +299,8 @@ impl DmftArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Run directories (one config at one or more widths and seeds).
+    /// Run directories (one config at one or more widths and seeds), or one sweep directory of
+    /// proportional linear networks.
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// Output directory (default: RUN/compare when one run is given).

@@ -298,6 +298,15 @@ pub fn compare_sweep(root: &Path, out: &Path, quiet: bool) -> Result<Vec<PathBuf
     // (parameterization, width) → (config, η₀ → final test losses, diverged count).
     type Group = (RunConfig, BTreeMap<u64, (f64, Vec<f64>, usize)>);
     let mut groups: BTreeMap<(String, usize), Group> = BTreeMap::new();
+    if !is_linear_config(&sweep.base) {
+        return Err(Error::config(
+            format!(
+                "{}: `specdyn compare SWEEP` (learning-rate transfer from theory) is for sweeps of linear networks with model.proportional = true",
+                root.display()
+            ),
+            "for other sweeps use `specdyn sweep report SWEEP`; compare their runs one config at a time with `specdyn compare RUN…`",
+        ));
+    }
     for r in &results {
         let cfg = sweep.cell_config(&r.cell)?;
         linear_problem(&cfg)?;

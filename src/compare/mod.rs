@@ -45,9 +45,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Φ^ℓ = φ(h^ℓ)φ(h^ℓ)ᵀ/N on the training inputs for ℓ = 1..=L (P × P, row-major): the finite-N
-/// counterpart of the DMFT's feature kernels.
+/// counterpart of the DMFT's feature kernels — over the whole fixed training set (also under
+/// minibatch SGD, whose theory kernels span all P points), or over the current step's batch
+/// for online data (the theory's equal-time block of that step's samples).
 pub fn hidden_kernels<B: Kernels>(trainer: &Trainer<B>) -> Vec<Vec<f64>> {
-    let (x, _) = trainer.batch();
+    use crate::data::{Samples, TrainSet};
+    let x = match &trainer.data.train {
+        TrainSet::Fixed(Samples::Host(train)) => train.to_tensors::<B>(trainer.device()).0,
+        _ => trainer.batch().0,
+    };
     let act = trainer.config.model.activation;
     trainer
         .model

@@ -61,7 +61,9 @@
 //! coefficients, which is most of it: 10 response samples then give the error bars that 100
 //! plain ones do (`results/dmft-responses/`); (2) the sweep runs as a blocked triangular solve
 //! ([`SWEEP_BLOCK`]); (3) it and the sampled fields are in f32 (their Monte-Carlo error is
-//! ~1e-2, f32's rounding ~1e-7; the order parameters stay f64).
+//! ~1e-2, f32's rounding ~1e-7; the order parameters stay f64). With C outputs the backward
+//! index is C times longer, so the sweeps cost about C² times as much and G takes C² times the
+//! memory (`results/dmft-compare-outputs3`: C = 3, T = 60 in 49 s with six comparisons).
 //!
 //! **Linear φ** makes the process Gaussian with sample-independent coefficients: the adjoint
 //! rows are the exact linear maps from the sources, and Φ = J_u C_u J_uᵀ + J_r C_r J_rᵀ exactly
