@@ -55,6 +55,41 @@ fn top_normalized(at_t: &Trainer<Flex>, layer: usize) -> f64 {
     singular_values(&w.data, n, cols)[0] / (init_std * (n as f64).sqrt())
 }
 
+/// The mean over the seeds of each matrix's top normalized singular value (W⁰, W¹, W²).
+fn mean_tops(trained: &[Trainer<Flex>]) -> Vec<f64> {
+    (0..=2)
+        .map(|layer| trained.iter().map(|at_t| top_normalized(at_t, layer)).sum::<f64>() / trained.len() as f64)
+        .collect()
+}
+
+/// The predicted top outlier of W⁰ (its finite-N law at the config's width), W¹ and W² at the
+/// last step against the trained networks' mean `top`: each at least `min_above` above its
+/// edge, and within 3 theory standard errors or `edge_tol` of its distance above the edge.
+fn assert_tops_match(
+    pred: &specdyn::compare::MupPrediction,
+    cfg: &RunConfig,
+    top: &[f64],
+    min_above: f64,
+    edge_tol: f64,
+) {
+    let (steps, n) = (cfg.train.steps as usize, cfg.model.width);
+    let (input_dim, rank) = specdyn::compare::prediction::first_layer_shape(cfg).expect("shape");
+    for (k, run) in top.iter().enumerate() {
+        let ((theory, se), edge) = match k {
+            0 => (pred.first_layer_at_width(steps, n, input_dim, rank)[0], 1.0 + (input_dim as f64 / n as f64).sqrt()),
+            _ => ((pred.outliers[k][steps][0], pred.outlier_stderr[k][steps][0]), 2.0),
+        };
+        let gap = (theory - run).abs();
+        eprintln!("W{k}: DMFT {theory:.4} ± {se:.4} vs N = {n} {run:.4} (edge {edge:.4})");
+        assert!(theory > edge + min_above, "W{k} must be at least {min_above} above the edge: {theory}");
+        assert!(
+            gap < (3.0 * se).max(edge_tol * (theory - edge)),
+            "W{k}: DMFT {theory} ± {se} vs N = {n} {run} ({:.1}% of the distance above the edge)",
+            100.0 * gap / (theory - edge)
+        );
+    }
+}
+
 #[test]
 fn linear_monte_carlo_matches_exact_solution() {
     // Linear φ: the exact matrix solution vs the Monte-Carlo sampler with derivative responses.
@@ -315,28 +350,7 @@ fn theory_matches_trained_networks_at_half_the_init_variance() {
         let gap = (th - run).abs() / run;
         assert!(gap < 0.03, "t = {t}: DMFT {th} vs N = 2048 {run} ({:.1}%)", 100.0 * gap);
     }
-    let (input_dim, rank) = specdyn::compare::prediction::first_layer_shape(&cfg).expect("shape");
-    for (k, run) in top.iter().enumerate() {
-        let ((theory, se), edge) = match k {
-            0 => (pred.first_layer_at_width(steps, 2048, input_dim, rank)[0], 1.0 + (input_dim as f64 / 2048.0).sqrt()),
-            _ => ((pred.outliers[k][steps][0], pred.outlier_stderr[k][steps][0]), 2.0),
-        };
-        let gap = (theory - run).abs();
-        eprintln!("W{k}: DMFT {theory:.4} ± {se:.4} vs N = 2048 {run:.4} (edge {edge:.4})");
-        assert!(theory > edge + 0.2, "W{k} must be far above the edge at σ² = 0.5: {theory}");
-        assert!(
-            gap < (3.0 * se).max(0.05 * (theory - edge)),
-            "W{k}: DMFT {theory} ± {se} vs N = 2048 {run} ({:.1}% of the distance above the edge)",
-            100.0 * gap / (theory - edge)
-        );
-    }
-}
-
-/// The mean over the seeds of each matrix's top normalized singular value (W⁰, W¹, W²).
-fn mean_tops(trained: &[Trainer<Flex>]) -> Vec<f64> {
-    (0..=2)
-        .map(|layer| trained.iter().map(|at_t| top_normalized(at_t, layer)).sum::<f64>() / trained.len() as f64)
-        .collect()
+    assert_tops_match(&pred, &cfg, &top, 0.2, 0.05);
 }
 
 #[test]
@@ -421,21 +435,7 @@ fn theory_matches_trained_networks_with_three_outputs() {
         assert!(gap < 0.03, "t = {t}: DMFT {th} vs N = 2048 {run} ({:.1}%)", 100.0 * gap);
     }
     let top = mean_tops(&trained);
-    let (input_dim, rank) = specdyn::compare::prediction::first_layer_shape(&cfg).expect("shape");
-    for (k, run) in top.iter().enumerate() {
-        let ((theory, se), edge) = match k {
-            0 => (pred.first_layer_at_width(steps, 2048, input_dim, rank)[0], 1.0 + (input_dim as f64 / 2048.0).sqrt()),
-            _ => ((pred.outliers[k][steps][0], pred.outlier_stderr[k][steps][0]), 2.0),
-        };
-        let gap = (theory - run).abs();
-        eprintln!("W{k}: DMFT {theory:.4} ± {se:.4} vs N = 2048 {run:.4} (edge {edge:.4})");
-        assert!(theory > edge + 0.09, "W{k} must be well above the edge: {theory}");
-        assert!(
-            gap < (3.0 * se).max(0.06 * (theory - edge)),
-            "W{k}: DMFT {theory} ± {se} vs N = 2048 {run} ({:.1}% of the distance above the edge)",
-            100.0 * gap / (theory - edge)
-        );
-    }
+    assert_tops_match(&pred, &cfg, &top, 0.09, 0.06);
 }
 
 #[test]

@@ -164,6 +164,17 @@ fn read_curves(dir: &Path, steps: usize) -> Result<LinearCurves> {
     Ok(curves)
 }
 
+/// Write each (file name, CSV text) into `out` atomically; the paths written.
+fn write_tables(out: &Path, tables: &[(&str, &String)]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for (name, text) in tables {
+        let path = out.join(name);
+        crate::checkpoint::atomic_write(&path, text.as_bytes())?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
 /// The largest relative gap |run − theory|/theory over steps whose theory is above 1% of its
 /// start.
 fn max_gap(theory: &[f64], run: &[f64]) -> f64 {
@@ -256,12 +267,7 @@ pub fn compare_linear(runs: &[PathBuf], out: &Path, quiet: bool) -> Result<Vec<P
             });
         }
     }
-    let mut files = Vec::new();
-    for (name, text) in [("loss.csv", &loss_csv), ("summary.csv", &summary)] {
-        let path = out.join(name);
-        crate::checkpoint::atomic_write(&path, text.as_bytes())?;
-        files.push(path);
-    }
+    let mut files = write_tables(out, &[("loss.csv", &loss_csv), ("summary.csv", &summary)])?;
     let panel = |title: &str, series| Panel {
         title: title.into(),
         x_label: "step".into(),
@@ -402,12 +408,7 @@ pub fn compare_sweep(root: &Path, out: &Path, quiet: bool) -> Result<Vec<PathBuf
             ..Default::default()
         });
     }
-    let mut files = Vec::new();
-    for (name, text) in [("lr-transfer.csv", &table), ("lr-summary.csv", &summary)] {
-        let path = out.join(name);
-        crate::checkpoint::atomic_write(&path, text.as_bytes())?;
-        files.push(path);
-    }
+    let mut files = write_tables(out, &[("lr-transfer.csv", &table), ("lr-summary.csv", &summary)])?;
     let fig = Figure {
         title: "Learning-rate transfer: deep-linear DMFT (lines) vs a sweep of trained networks (points)".into(),
         panels: panels
