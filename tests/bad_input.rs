@@ -90,6 +90,11 @@ fn fixtures(d: &Path) {
     copy_dir(template(), d);
     std::fs::write(d.join("bad-key.toml"), "[model]\nwidht = 64\n").unwrap();
     std::fs::write(d.join("a-sweep.toml"), "[model]\nwidth = 8\n[sweep.axes]\n\"model.width\" = [8, 16]\n").unwrap();
+    // A sweep directory of tanh networks (its config and manifest only).
+    std::fs::create_dir_all(d.join("tanh-sweep")).unwrap();
+    std::fs::write(d.join("tanh-sweep/sweep.toml"), "[model]\nwidth = 8\n[sweep.axes]\n\"model.width\" = [8, 16]\n")
+        .unwrap();
+    std::fs::write(d.join("tanh-sweep/cells.json"), "{}").unwrap();
     std::fs::write(d.join("bad-type.toml"), "[model]\nwidth = \"wide\"\n").unwrap();
     std::fs::write(d.join("bad-syntax.toml"), "[model\nwidth = 3\n").unwrap();
     std::fs::write(d.join("coord.toml"), format!("{SMALL}[coord]\nwidths = [8, 16]\nsteps = 1\nseeds = 1\n")).unwrap();
@@ -368,6 +373,12 @@ const CASES: &[Case] = &[
         "theory mup c.toml --out th --set optimizer.kind=\"adam\"",
         2,
         &["does not describe this optimizer"],
+    ),
+    case(
+        "compare of a sweep that is not of linear networks",
+        "compare tanh-sweep --out cmp",
+        2,
+        &["linear networks", "sweep report"],
     ),
     case(
         "extensive law from a tanh config",

@@ -299,11 +299,6 @@ pub fn compare_sweep(root: &Path, out: &Path, quiet: bool) -> Result<Vec<PathBuf
     use crate::sweep::{SweepDir, report};
     let dir = SweepDir::new(root);
     let sweep = dir.read_config()?;
-    let manifest = dir.read_manifest()?;
-    let results = report::collect(&dir, &manifest.cells);
-    // (parameterization, width) → (config, η₀ → final test losses, diverged count).
-    type Group = (RunConfig, BTreeMap<u64, (f64, Vec<f64>, usize)>);
-    let mut groups: BTreeMap<(String, usize), Group> = BTreeMap::new();
     if !is_linear_config(&sweep.base) {
         return Err(Error::config(
             format!(
@@ -313,6 +308,11 @@ pub fn compare_sweep(root: &Path, out: &Path, quiet: bool) -> Result<Vec<PathBuf
             "for other sweeps use `specdyn sweep report SWEEP`; compare their runs one config at a time with `specdyn compare RUN…`",
         ));
     }
+    let manifest = dir.read_manifest()?;
+    let results = report::collect(&dir, &manifest.cells);
+    // (parameterization, width) → (config, η₀ → final test losses, diverged count).
+    type Group = (RunConfig, BTreeMap<u64, (f64, Vec<f64>, usize)>);
+    let mut groups: BTreeMap<(String, usize), Group> = BTreeMap::new();
     for r in &results {
         let cfg = sweep.cell_config(&r.cell)?;
         linear_problem(&cfg)?;
