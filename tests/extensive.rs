@@ -98,7 +98,7 @@ fn one_step_of_specdyn_train_is_the_laws_update() {
     use specdyn::train::Trainer;
     let text = std::fs::read_to_string("configs/extensive-one-step.toml").expect("config");
     let cfg = RunConfig::from_toml_str(&text, &[]).expect("valid config");
-    let m = extensive_problem(&cfg).expect("a one-step law");
+    let m = extensive_problem(&cfg).expect("a one-step law").step;
     assert_eq!((m.nu, m.chi, m.gamma0, m.eta0), (5.0, 4.0, 2.0, 0.2));
     let (n, d, c) = (cfg.model.width, cfg.data.input_dim, cfg.output_dim());
     let mut run = Trainer::<Flex>::new(cfg, Default::default()).expect("trainer");
@@ -147,4 +147,91 @@ fn one_step_of_specdyn_train_is_the_laws_update() {
         assert!(ks < ks_max, "{what}: KS {ks}");
         assert!((mean / exact_mean - 1.0).abs() < mean_tol, "{what}: mean {mean} vs {exact_mean}");
     }
+}
+
+#[test]
+fn a_layer_of_a_deeper_network_matches_simulation_at_n_2000() {
+    // App. F.3 (src/theory/extensive.rs, "Deeper networks"): the matrix Dyson equation of the
+    // update's linearization against the exact population step at N = 2000, 3 seeds. Tolerances
+    // (issue): KS < 0.02 on the pooled eigenvalues, upper edge within 3% of the mean largest
+    // eigenvalue. Cases: L = 2 hidden layer W¹ (N × N) at two (ν, χ, γ₀), L = 2 first layer W⁰
+    // (D × D), and the middle layer of L = 3.
+    use specdyn::theory::extensive::{DeepOneStep, simulate_deep};
+    let n = 2000;
+    for (layers, layer, nu, chi, gamma0, eta0) in
+        [(2, 1, 2.0, 1.0, 2.0, 0.2), (2, 1, 5.0, 4.0, 1.0, 0.2), (2, 0, 2.0, 1.0, 2.0, 0.2), (3, 1, 4.0, 2.0, 1.0, 0.1)]
+    {
+        let m = DeepOneStep { step: OneStep { nu, chi, gamma0, eta0 }, layers, layer };
+        let t0 = std::time::Instant::now();
+        let curve = m.density_curve(400);
+        let solve_s = t0.elapsed().as_secs_f64();
+        let seeds = 3;
+        let mut pooled = Vec::new();
+        let mut top = 0.0;
+        for seed in 0..seeds {
+            let e = simulate_deep(&m, n, seed);
+            top += e[0] / seeds as f64;
+            pooled.extend(e);
+        }
+        let ks = curve.ks_distance(&pooled);
+        let edge_gap = (top - curve.upper_edge) / curve.upper_edge;
+        let mass = curve.cdf.last().unwrap();
+        eprintln!(
+            "L={layers} ℓ={layer} ν={nu} χ={chi} γ₀={gamma0} η₀={eta0}: KS {ks:.4}, edge {:.4} vs largest {top:.4} ({:+.2}%), support from {:.4}, mass {mass:.5}, solve {solve_s:.2} s",
+            curve.upper_edge,
+            100.0 * edge_gap,
+            curve.lower_edge
+        );
+        assert!(ks < 0.02, "L={layers} ℓ={layer} ν={nu} χ={chi}: KS {ks}");
+        assert!((mass - 1.0).abs() < 1e-3, "L={layers} ℓ={layer}: density mass {mass}");
+        assert!(edge_gap.abs() < 0.03, "L={layers} ℓ={layer} ν={nu} χ={chi}: edge gap {edge_gap}");
+    }
+}
+
+#[test]
+fn one_step_of_a_deeper_network_in_specdyn_train_is_the_update() {
+    // configs/extensive-one-step.toml at model.depth = 2 (N = 400, D = 100, C = 200): the hidden
+    // layer's first step is the update of the module docs ("Deeper networks") with Σ̂ = XᵀX/P in
+    // place of I: ΔŴ¹ = −η₀ÂÂᵀŴ¹Ŵ⁰Σ̂Ŵ⁰ᵀ + η₀γ₀Â(YᵀX/P)Ŵ⁰ᵀ (hats /√N), on the run's own weights and
+    // data. The law `theory extensive CONFIG` solves is this one (L = 2, ℓ = 1).
+    use burn::backend::Flex;
+    use faer::Mat;
+    use specdyn::compare::linear::extensive_problem;
+    use specdyn::config::RunConfig;
+    use specdyn::train::Trainer;
+    let text = std::fs::read_to_string("configs/extensive-one-step.toml").expect("config");
+    let sets: Vec<String> =
+        ["model.depth=2", "model.width=400", "data.input_dim=100", "data.outputs=200", "data.train_size=2000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let cfg = RunConfig::from_toml_str(&text, &sets).expect("valid config");
+    let m = extensive_problem(&cfg).expect("a one-step law");
+    assert_eq!((m.layers, m.layer, m.step.nu, m.step.chi), (2, 1, 4.0, 2.0));
+    let (n, d, c) = (cfg.model.width, cfg.data.input_dim, cfg.output_dim());
+    let mut run = Trainer::<Flex>::new(cfg, Default::default()).expect("trainer");
+    let matrix = |t: &Trainer<Flex>, layer: usize| {
+        let w = &t.model.export()[layer];
+        let (rows, cols) = (w.shape[0], w.shape[1]);
+        Mat::from_fn(rows, cols, |i, j| w.data[i * cols + j] as f64)
+    };
+    let inv_root = 1.0 / (n as f64).sqrt();
+    let (w0, w1, a) =
+        (matrix(&run, 0) * inv_root, matrix(&run, 1) * inv_root, matrix(&run, 2).transpose().to_owned() * inv_root);
+    assert_eq!((w0.nrows(), w0.ncols(), w1.nrows(), a.ncols()), (n, d, n, c));
+    let (x, y) = run.batch();
+    let p = x.dims()[0];
+    let (x, y) = (specdyn::model::tensor_to_vec(x), specdyn::model::tensor_to_vec(y));
+    let x = Mat::from_fn(p, d, |i, j| x[i * d + j] as f64);
+    let y = Mat::from_fn(p, c, |i, j| y[i * c + j] as f64);
+    run.train_step();
+    let moved = matrix(&run, 1) * inv_root - &w1;
+    let sigma = x.transpose() * &x * (1.0 / p as f64);
+    let yx = y.transpose() * &x * (1.0 / p as f64);
+    let (eta0, gamma0) = (m.step.eta0, m.step.gamma0);
+    let predicted = (&a * (a.transpose() * &w1) * &w0 * &sigma * w0.transpose()) * (-eta0)
+        + (&a * &yx * w0.transpose()) * (eta0 * gamma0);
+    let err = (&moved - &predicted).norm_l2() / predicted.norm_l2();
+    eprintln!("depth 2, hidden layer: ‖ΔŴ¹_run − ΔŴ¹_law(Σ̂)‖/‖ΔŴ¹‖ = {err:.2e}");
+    assert!(err < 1e-4, "the run's hidden-layer step is not the update: {err}");
 }

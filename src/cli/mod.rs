@@ -13,6 +13,10 @@ use specdyn::rundir::{RunDir, RunStatus, Summary};
 use specdyn::train::{TrainOptions, install_interrupt_handler, train};
 use std::path::PathBuf;
 
+/// Deepest network `theory extensive` solves (its linearization grows by 2 blocks a layer; past a
+/// few layers the spike dominates and the bound-scan resolution thins).
+const MAX_EXTENSIVE_LAYERS: usize = 6;
+
 const ABOUT: &str = "Train μP / NTK / SP networks and watch the spectra of their weights evolve, next to DMFT theory.";
 
 const LONG_ABOUT: &str = "\
@@ -434,9 +438,18 @@ src/theory/extensive.rs). Prints the support, the mean and the ν → ∞ edge 1
 (eq. 351); writes extensive-density.csv (x, density, cdf), extensive-edge-scan.csv (upper edge
 vs ν) and extensive.png/svg. With --simulate N: the update itself at N, D = N/ν, C = χD over
 --seeds, its KS distance to the law, largest eigenvalue and mean (exact at that size).
+The same law also comes from an independent route, the matrix Dyson equation of the update's
+linearization (src/theory/pencil.rs); the two are printed side by side.
+
+Deeper networks (App. F.3, --layers L, --layer ℓ): hidden weights W⁰ … W^(L−1), readout A,
+f = AᵀW^(L−1)⋯W⁰x/(γ₀N^((L+1)/2)); one population step moves layer ℓ by
+Ŵ^ℓ(1) = Ŵ^ℓ − η₀FᵀÂÂᵀFŴ^ℓEEᵀ + η₀γ₀√ν·FᵀÂB̂ᵀEᵀ (hats: /√N; F, E the layers above and below).
+Its density and edges come from the Dyson equation; --simulate N checks them.
 
   specdyn theory extensive --nu 5 --chi 4 --gamma0 2 --eta0 0.2 --simulate 2000 --out runs/ext
-  specdyn theory extensive configs/extensive-one-step.toml --out runs/ext   # the network `specdyn train` runs")]
+  specdyn theory extensive configs/extensive-one-step.toml --out runs/ext   # the network `specdyn train` runs
+  specdyn theory extensive --layers 2 --nu 2 --chi 1 --gamma0 2 --eta0 0.2 --simulate 2000 --out runs/ext2
+  specdyn theory extensive --nu 2 --chi 1 --gamma0 2 --eta0 0.2 --scan-simulate 400 --out runs/ext-scan")]
     Extensive {
         /// Run config of a two-layer linear network with C = χD outputs (model.proportional =
         /// true): ν, χ, γ₀ and η₀ are read from it instead of the flags.
@@ -455,6 +468,20 @@ vs ν) and extensive.png/svg. With --simulate N: the update itself at N, D = N/�
         /// Learning rate η₀ (η = η₀γ₀²N).
         #[arg(long, default_value_t = 0.2)]
         eta0: f64,
+        /// L: hidden weight matrices W⁰ … W^(L−1) before the readout (App. F.3 for L > 1; a
+        /// config's model.depth when a config is given).
+        #[arg(long)]
+        layers: Option<usize>,
+        /// ℓ: the layer whose spectrum is predicted, 0 … L − 1 (default L − 1, the last hidden
+        /// layer).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Two-layer case: also simulate the update at fixed D = this, N = νD for
+        /// ν = 2, 4, …, 64 (N ≤ 40000), over --seeds: the largest eigenvalue against the
+        /// finite-ν edge, its first-order correction and the ν → ∞ limit (extensive-nu-scan.csv,
+        /// points in the edge and collapse panels).
+        #[arg(long, value_name = "D")]
+        scan_simulate: Option<usize>,
         #[command(flatten)]
         common: TheoryCommon,
     },
@@ -920,19 +947,40 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             let model = specdyn::theory::EndogenousWigner { gamma, eta, init_variance: 1.0 };
             rep::wigner(&model, steps, common.simulate, common.seeds, every, &common.out, common.quiet)?
         }
-        TheoryModel::Extensive { config, overrides, nu, chi, gamma0, eta0, common } => {
-            let (nu, chi, gamma0, eta0) = match config {
+        TheoryModel::Extensive { config, overrides, nu, chi, gamma0, eta0, layers, layer, scan_simulate, common } => {
+            let (nu, chi, gamma0, eta0, depth) = match config {
                 Some(path) => {
                     let cfg = RunConfig::load(&path, &overrides)?;
                     let m = specdyn::compare::linear::extensive_problem(&cfg)?;
-                    (m.nu, m.chi, m.gamma0, m.eta0)
+                    if let Some(l) = layers.filter(|l| *l != m.layers) {
+                        return Err(Error::config(
+                            format!("--layers {l} disagrees with the config's model.depth = {}", m.layers),
+                            "drop --layers (the config sets the depth) or pass --set model.depth=L",
+                        ));
+                    }
+                    (m.step.nu, m.step.chi, m.step.gamma0, m.step.eta0, m.layers)
                 }
-                None => (nu, chi, gamma0, eta0),
+                None => (nu, chi, gamma0, eta0, layers.unwrap_or(1)),
             };
             check_theory(&common, &[("nu", nu), ("chi", chi), ("gamma0", gamma0), ("eta0", eta0)])?;
-            if nu <= 1.0 {
+            if !(1..=MAX_EXTENSIVE_LAYERS).contains(&depth) {
                 return Err(Error::config(
-                    format!("--nu = {nu}: the law is built for ν = N/D > 1 (full-rank W(1)ᵀW(1)/N)"),
+                    format!(
+                        "--layers {depth}: the one-step law is built for 1 to {MAX_EXTENSIVE_LAYERS} hidden layers"
+                    ),
+                    "e.g. --layers 2",
+                ));
+            }
+            let layer = layer.unwrap_or(depth - 1);
+            if layer >= depth {
+                return Err(Error::config(
+                    format!("--layer {layer}: a network of {depth} hidden layers has layers 0 … {}", depth - 1),
+                    format!("choose --layer between 0 and {}", depth - 1),
+                ));
+            }
+            if nu <= 1.0 && layer == 0 {
+                return Err(Error::config(
+                    format!("--nu = {nu}: the first layer's law is built for ν = N/D > 1 (full-rank W(1)ᵀW(1)/N)"),
                     "e.g. --nu 2",
                 ));
             }
@@ -945,8 +993,24 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                 ));
             }
             set_threads(common.threads);
-            let model = specdyn::theory::extensive::OneStep { nu, chi, gamma0, eta0 };
-            rep::extensive(&model, common.simulate, common.seeds, &common.out, common.quiet)?
+            if let Some(d) = scan_simulate {
+                if depth > 1 {
+                    return Err(Error::config(
+                        "--scan-simulate is the two-layer ν-scan (App. F.2.1); this network has more layers",
+                        "drop --scan-simulate, or use --layers 1",
+                    ));
+                }
+                if !(10..=4000).contains(&d) || (d as f64 * chi).round() < 1.0 {
+                    return Err(Error::config(
+                        format!("--scan-simulate {d}: D must be 10 … 4000 with C = χD ≥ 1"),
+                        "e.g. --scan-simulate 400",
+                    ));
+                }
+            }
+            let step = specdyn::theory::extensive::OneStep { nu, chi, gamma0, eta0 };
+            let model = specdyn::theory::extensive::DeepOneStep { step, layers: depth, layer };
+            let sim = rep::ExtensiveSimulation { n: common.simulate, scan_d: scan_simulate, seeds: common.seeds };
+            rep::extensive(&model, &sim, &common.out, common.quiet)?
         }
         TheoryModel::Linear {
             depth,

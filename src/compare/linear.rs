@@ -79,21 +79,22 @@ pub fn linear_problem(cfg: &RunConfig) -> Result<LinearNet> {
     })
 }
 
-/// The one-step extensive-output law ([`crate::theory::extensive`], paper §5, App. F.2) a run
-/// config describes: a two-layer linear network (L = 1, μP, proportional convention) with a
-/// linear multi-output teacher and no label noise; ν = N/D, χ = C/D, γ₀, η₀. The law is that of
-/// W(1)ᵀW(1)/N after the first GD step on the population loss; a run of P samples takes the
-/// step with Σ̂ = XᵀX/P in place of I (test `one_step_of_specdyn_train_is_the_laws_update`).
-pub fn extensive_problem(cfg: &RunConfig) -> Result<crate::theory::extensive::OneStep> {
+/// The one-step extensive-output law ([`crate::theory::extensive`], paper §5, App. F) a run
+/// config describes: a linear network of `model.depth` hidden layers (μP, proportional
+/// convention) with a linear multi-output teacher and no label noise; ν = N/D, χ = C/D, γ₀, η₀.
+/// The law is that of W^ℓ(1)ᵀW^ℓ(1)/N after the first GD step on the population loss, here for
+/// the last hidden layer ℓ = L − 1; a run of P samples takes the step with Σ̂ = XᵀX/P in place
+/// of I (tests `one_step_of_specdyn_train_is_the_laws_update`, `…_deeper_network…`).
+pub fn extensive_problem(cfg: &RunConfig) -> Result<crate::theory::extensive::DeepOneStep> {
     let unsupported = |what: &str| {
         Error::config(
             format!("the one-step extensive-output law does not describe {what}"),
-            "use a linear MLP with model.depth = 1, parameterization \"mup\", model.proportional = true, \
+            "use a linear MLP with parameterization \"mup\", model.proportional = true, \
              init_variance = 1, no biases, data.kind = \"multi-output\" with hermite [0, 1] and no noise, plain SGD",
         )
     };
     let (m, d, o) = (&cfg.model, &cfg.data, &cfg.optimizer);
-    if m.kind != ModelKind::Mlp || m.activation != Activation::Linear || !m.proportional || m.depth != 1 {
+    if m.kind != ModelKind::Mlp || m.activation != Activation::Linear || !m.proportional {
         return Err(unsupported("this model"));
     }
     if m.parameterization != Parameterization::Mup || m.bias || (m.init_variance - 1.0).abs() > 1e-12 {
@@ -106,12 +107,13 @@ pub fn extensive_problem(cfg: &RunConfig) -> Result<crate::theory::extensive::On
         return Err(unsupported("this optimizer"));
     }
     let dim = d.input_dim as f64;
-    Ok(crate::theory::extensive::OneStep {
+    let step = crate::theory::extensive::OneStep {
         nu: m.width as f64 / dim,
         chi: cfg.output_dim() as f64 / dim,
         gamma0: m.gamma0,
         eta0: o.lr,
-    })
+    };
+    Ok(crate::theory::extensive::DeepOneStep { step, layers: m.depth, layer: m.depth - 1 })
 }
 
 /// The curves a run logs, from the DMFT's: the test loss on noisy targets adds σ_ε²/2.

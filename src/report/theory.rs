@@ -381,17 +381,35 @@ pub fn wigner(
     Ok(files)
 }
 
-/// Extensive outputs after one GD step (paper §5, App. F.2): the predicted density and edges of
-/// W(1)ᵀW(1)/N, the upper edge across ν with its ν → ∞ limit (eq. 351), and with a simulation
-/// the eigenvalue histogram, KS distance, largest eigenvalue and exact mean.
+/// What `theory extensive` simulates next to the law.
+#[derive(Clone, Debug, Default)]
+pub struct ExtensiveSimulation {
+    /// The update at this N (D = N/ν, C = χD).
+    pub n: Option<usize>,
+    /// Two-layer ν-scan at this fixed D: N = νD for ν = 2, 4, …, 64 (N ≤ [`SCAN_MAX_N`]).
+    pub scan_d: Option<usize>,
+    pub seeds: u64,
+}
+
+/// The largest N of a simulated ν-scan.
+pub const SCAN_MAX_N: usize = 40_000;
+
+/// Extensive outputs after one GD step (paper §5, App. F): a depth-L network goes to
+/// [`extensive_deep`]; the two-layer one gets the predicted density and edges of W(1)ᵀW(1)/N, the
+/// Dyson-equation cross-check, the upper edge across ν with its ν → ∞ limit (eq. 351), and with a
+/// simulation the eigenvalue histogram, KS distance, largest eigenvalue and exact mean.
 pub fn extensive(
-    model: &crate::theory::extensive::OneStep,
-    simulate_n: Option<usize>,
-    seeds: u64,
+    deep: &crate::theory::extensive::DeepOneStep,
+    sim: &ExtensiveSimulation,
     out: &Path,
     quiet: bool,
 ) -> Result<Vec<PathBuf>> {
     use crate::theory::extensive::{OneStep, simulate as simulate_step};
+    let (simulate_n, seeds) = (sim.n, sim.seeds);
+    if deep.layers > 1 {
+        return extensive_deep(deep, simulate_n, seeds, out, quiet);
+    }
+    let model = &deep.step;
     prepare(out)?;
     let t0 = std::time::Instant::now();
     let curve = model.density_curve(400);
@@ -417,6 +435,45 @@ pub fn extensive(
         })
         .collect();
     files.push(write_text(&out.join("extensive-edge-scan.csv"), &scan)?);
+    // The simulated ν-scan at fixed D: largest eigenvalue (mean ± SE over seeds) per ν.
+    let mut scan_points: Vec<(f64, f64, f64)> = Vec::new();
+    let mut scan_report = String::new();
+    if let Some(d) = sim.scan_d {
+        let nus: Vec<f64> =
+            [2.0, 4.0, 8.0, 16.0, 32.0, 64.0].into_iter().filter(|nu| nu * d as f64 <= SCAN_MAX_N as f64).collect();
+        let pb = bar(nus.len() as u64 * seeds, quiet, "ν-scan");
+        let mut csv = String::from("nu,n,d,c,largest_mean,largest_se,edge,first_order_edge,infinite_width_edge\n");
+        scan_report.push_str(&format!(
+            "  simulated ν-scan at D = {d}, {seeds} seeds (largest eigenvalue vs the law's edge):\n"
+        ));
+        scan_report.push_str(&format!(
+            "    {:>5} {:>6} {:>20} {:>10} {:>12} {:>10}\n",
+            "ν", "N", "largest", "edge", "first order", "ν → ∞"
+        ));
+        for nu in nus {
+            let m = OneStep { nu, ..*model };
+            let n = (nu * d as f64).round() as usize;
+            let tops: Vec<f64> = (0..seeds)
+                .map(|seed| {
+                    let top = simulate_step(&m, n, seed).first().copied().unwrap_or(f64::NAN);
+                    pb.inc(1);
+                    top
+                })
+                .collect();
+            let (top, sd) = mean_sd(&tops);
+            let se = sd / (seeds as f64).sqrt();
+            let (_, edge) = m.edges(&m.population_law());
+            let first = limit + m.edge_shift_coefficient() / nu;
+            let c = (d as f64 * model.chi).round();
+            csv.push_str(&format!("{nu},{n},{d},{c},{top},{se},{edge},{first},{limit}\n"));
+            scan_report.push_str(&format!(
+                "    {nu:>5} {n:>6} {top:>11.5} ± {se:.5} {edge:>10.5} {first:>12.5} {limit:>10.5}\n"
+            ));
+            scan_points.push((nu, top, se));
+        }
+        pb.finish_and_clear();
+        files.push(write_text(&out.join("extensive-nu-scan.csv"), &csv)?);
+    }
     // The collapse: relative edge shift vs ν/ν_c for several χ, γ₀ at this η₀ (and this model).
     let mut collapse_csv = String::from("chi,gamma0,eta0,nu,nu_over_nu_c,relative_shift\n");
     let mut collapse = Vec::new();
@@ -439,6 +496,20 @@ pub fn extensive(
             label: format!("χ = {chi}, γ₀ = {gamma0}"),
             points: pts,
             color: k,
+            markers: true,
+            ..Default::default()
+        });
+    }
+    if !scan_points.is_empty() {
+        let nu_c = model.edge_scaling_width();
+        collapse.push(Series {
+            label: format!("simulated, χ = {}, γ₀ = {}", model.chi, model.gamma0),
+            points: scan_points
+                .iter()
+                .map(|(nu, top, _)| (nu / nu_c, (top - limit) / limit))
+                .filter(|p| p.1 > 0.0)
+                .collect(),
+            color: 6,
             markers: true,
             ..Default::default()
         });
@@ -473,42 +544,34 @@ pub fn extensive(
         model.edge_scaling_width()
     );
     println!("  density curve (400 points) solved in {solve_s:.2} s");
+    // The independent route: the Dyson equation of the update's linearization (App. F.1's role).
+    let t0 = std::time::Instant::now();
+    let inner = &curve.x[1..curve.x.len() - 1];
+    let dyson = deep.densities(inner);
+    let gap = dyson.iter().zip(&curve.rho[1..]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let peak = curve.rho.iter().copied().fold(0.0, f64::max);
+    println!(
+        "  Dyson-equation route      max density gap {:.1e} of the peak over the curve's {} points ({:.2} s)",
+        gap / peak,
+        inner.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    print!("{scan_report}");
     let mut sims: Vec<f64> = Vec::new();
     if let Some(n) = simulate_n {
         let d = ((n as f64) / model.nu).round();
         let c = (d * model.chi).round();
-        let pb = bar(seeds, quiet, "simulating");
-        let mut tops = Vec::new();
-        let mut means = Vec::new();
-        let mut sim_table = String::from("seed,largest,mean\n");
-        let t0 = std::time::Instant::now();
-        for seed in 0..seeds {
-            let e = simulate_step(model, n, seed);
-            let mean = e.iter().sum::<f64>() / e.len().max(1) as f64;
-            sim_table.push_str(&format!("{seed},{},{mean}\n", e.first().copied().unwrap_or(f64::NAN)));
-            tops.push(e.first().copied().unwrap_or(f64::NAN));
-            means.push(mean);
-            sims.extend(e);
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let sim_s = t0.elapsed().as_secs_f64() / seeds as f64;
-        files.push(write_text(&out.join("extensive-simulated.csv"), &sim_table)?);
-        let (top, top_sd) = mean_sd(&tops);
-        let (mean, mean_sd_) = mean_sd(&means);
-        let se = |sd: f64| sd / (seeds as f64).sqrt();
+        let (pooled, means, table, sim_s) = simulate_seeds(seeds, quiet, |seed| simulate_step(model, n, seed));
+        files.push(write_text(&out.join("extensive-simulated.csv"), &table)?);
         println!("  simulated N = {n}, D = {d}, C = {c}, {seeds} seeds ({sim_s:.2} s each):");
-        println!("    KS distance            {:.4}", curve.ks_distance(&sims));
-        println!(
-            "    largest eigenvalue     {top:.6} ± {:.6} (edge {:+.2}%)",
-            se(top_sd),
-            100.0 * (top - curve.upper_edge) / curve.upper_edge
-        );
+        print_simulated(&curve, &pooled, &table_tops(&table));
+        let (mean, sd) = mean_sd(&means);
         println!(
             "    mean eigenvalue        {mean:.6} ± {:.6} (exact at this N, C, D: {:.6})",
-            se(mean_sd_),
+            sd / (seeds as f64).sqrt(),
             model.mean_eigenvalue(n as f64, c, d)
         );
+        sims = pooled;
     }
     let mut series = vec![Series {
         label: "generalized MP (Silverstein)".into(),
@@ -545,7 +608,20 @@ pub fn extensive(
                 x_label: "ν".into(),
                 y_label: "upper edge".into(),
                 log_x: true,
-                series: vec![Series { label: "finite ν".into(), points: edge_scan, color: 0, ..Default::default() }],
+                series: std::iter::once(Series {
+                    label: "finite ν".into(),
+                    points: edge_scan,
+                    color: 0,
+                    ..Default::default()
+                })
+                .chain((!scan_points.is_empty()).then(|| Series {
+                    label: format!("simulated largest, D = {}", sim.scan_d.unwrap_or(0)),
+                    points: scan_points.iter().map(|(nu, top, _)| (*nu, *top)).collect(),
+                    color: 1,
+                    markers: true,
+                    ..Default::default()
+                }))
+                .collect(),
                 ref_lines: vec![RefLine { value: limit, label: "ν → ∞ (eq. 351)".into(), vertical: false }],
                 legend_right: true,
                 ..Default::default()
@@ -562,6 +638,163 @@ pub fn extensive(
             },
         ],
         columns: 3,
+        panel_size: (640, 440),
+    };
+    files.extend(save_figure(&fig, &out.join("extensive"))?);
+    Ok(files)
+}
+
+/// Eigenvalues of `seeds` simulated updates (descending each): pooled, each seed's mean, the
+/// table seed,largest,mean and the seconds per seed.
+fn simulate_seeds(seeds: u64, quiet: bool, run: impl Fn(u64) -> Vec<f64>) -> (Vec<f64>, Vec<f64>, String, f64) {
+    let pb = bar(seeds, quiet, "simulating");
+    let t0 = std::time::Instant::now();
+    let (mut pooled, mut means) = (Vec::new(), Vec::new());
+    let mut table = String::from("seed,largest,mean\n");
+    for seed in 0..seeds {
+        let e = run(seed);
+        let mean = e.iter().sum::<f64>() / e.len().max(1) as f64;
+        table.push_str(&format!("{seed},{},{mean}\n", e.first().copied().unwrap_or(f64::NAN)));
+        means.push(mean);
+        pooled.extend(e);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    (pooled, means, table, t0.elapsed().as_secs_f64() / seeds.max(1) as f64)
+}
+
+/// The largest eigenvalues of a [`simulate_seeds`] table.
+fn table_tops(table: &str) -> Vec<f64> {
+    table.lines().skip(1).filter_map(|l| l.split(',').nth(1)?.parse().ok()).collect()
+}
+
+/// KS distance and the largest eigenvalue against the predicted upper edge.
+fn print_simulated(curve: &crate::theory::extensive::Density, pooled: &[f64], tops: &[f64]) {
+    let (top, sd) = mean_sd(tops);
+    println!("    KS distance            {:.4}", curve.ks_distance(pooled));
+    println!(
+        "    largest eigenvalue     {top:.6} ± {:.6} (edge {:+.2}%)",
+        sd / (tops.len() as f64).sqrt(),
+        100.0 * (top - curve.upper_edge) / curve.upper_edge
+    );
+}
+
+/// One GD step of a depth-L network at layer ℓ (App. F.3): the Dyson-equation density and edges
+/// of W^ℓ(1)ᵀW^ℓ(1)/N, and with a simulation the histogram, KS distance and largest eigenvalue.
+pub fn extensive_deep(
+    model: &crate::theory::extensive::DeepOneStep,
+    simulate_n: Option<usize>,
+    seeds: u64,
+    out: &Path,
+    quiet: bool,
+) -> Result<Vec<PathBuf>> {
+    use crate::theory::extensive::simulate_deep;
+    prepare(out)?;
+    let s = &model.step;
+    let t0 = std::time::Instant::now();
+    let curve = model.density_curve(400);
+    let solve_s = t0.elapsed().as_secs_f64();
+    let mut files = Vec::new();
+    let total = curve.cdf.last().copied().unwrap_or(1.0);
+    let mut csv = String::from("x,density,cdf\n");
+    for ((x, r), c) in curve.x.iter().zip(&curve.rho).zip(&curve.cdf) {
+        csv.push_str(&format!("{x},{r},{}\n", c / total));
+    }
+    files.push(write_text(&out.join("extensive-density.csv"), &csv)?);
+    let mean: f64 = curve
+        .x
+        .windows(2)
+        .zip(curve.rho.windows(2))
+        .map(|(x, r)| 0.5 * (x[0] * r[0] + x[1] * r[1]) * (x[1] - x[0]))
+        .sum::<f64>()
+        / total;
+    println!(
+        "One GD step, extensive outputs, layer {} of {} hidden layers (App. F.3): ν = {}, χ = {}, γ₀ = {}, η₀ = {}",
+        model.layer, model.layers, s.nu, s.chi, s.gamma0, s.eta0
+    );
+    println!("  support of W^ℓ(1)ᵀW^ℓ(1)/N [{:.6}, {:.6}]", curve.lower_edge, curve.upper_edge);
+    println!("  mean eigenvalue            {mean:.6} (N, D → ∞)");
+    let pencil = model.pencil();
+    println!(
+        "  density curve (400 points) solved in {solve_s:.2} s (matrix Dyson equation: {} blocks, {} unknowns)",
+        pencil.blocks(),
+        pencil.unknowns()
+    );
+    let mut sims = Vec::new();
+    if let Some(n) = simulate_n {
+        let (pooled, means, table, sim_s) = simulate_seeds(seeds, quiet, |seed| simulate_deep(model, n, seed));
+        files.push(write_text(&out.join("extensive-simulated.csv"), &table)?);
+        let d = ((n as f64) / s.nu).round();
+        println!("  simulated N = {n}, D = {d}, C = {}, {seeds} seeds ({sim_s:.2} s each):", (d * s.chi).round());
+        print_simulated(&curve, &pooled, &table_tops(&table));
+        let (m, sd) = mean_sd(&means);
+        println!("    mean eigenvalue        {m:.6} ± {:.6}", sd / (seeds as f64).sqrt());
+        sims = pooled;
+    }
+    // Density on a log scale (a square layer's density diverges like 1/√λ at 0) and the CDF,
+    // the quantity the KS distance compares.
+    let positive = |pts: Vec<(f64, f64)>| pts.into_iter().filter(|p| p.1 > 0.0).collect::<Vec<_>>();
+    let total = curve.cdf.last().copied().unwrap_or(1.0);
+    let mut density = vec![Series {
+        label: "matrix Dyson equation".into(),
+        points: positive(curve.x.iter().copied().zip(curve.rho.iter().copied()).collect()),
+        color: 0,
+        ..Default::default()
+    }];
+    let mut cdf = vec![Series {
+        label: "matrix Dyson equation".into(),
+        points: curve.x.iter().zip(&curve.cdf).map(|(x, c)| (*x, c / total)).collect(),
+        color: 0,
+        ..Default::default()
+    }];
+    if !sims.is_empty() {
+        let label = format!("simulated N = {}, {seeds} seeds", simulate_n.unwrap_or(0));
+        density.push(Series {
+            label: label.clone(),
+            points: positive(histogram(&sims, 0.0, curve.upper_edge * 1.05, 80)),
+            color: 1,
+            markers: true,
+            ..Default::default()
+        });
+        let mut sorted = sims.clone();
+        sorted.sort_by(f64::total_cmp);
+        let stride = (sorted.len() / 200).max(1);
+        let points = sorted
+            .iter()
+            .enumerate()
+            .step_by(stride)
+            .map(|(i, x)| (*x, (i + 1) as f64 / sorted.len() as f64))
+            .collect();
+        cdf.push(Series { label, points, color: 1, markers: true, ..Default::default() });
+    }
+    let edge = || vec![RefLine { value: curve.upper_edge, label: "upper edge".into(), vertical: true }];
+    let fig = Figure {
+        title: format!(
+            "One GD step, layer {} of {} (App. F.3): ν = {}, χ = {}, γ₀ = {}, η₀ = {}",
+            model.layer, model.layers, s.nu, s.chi, s.gamma0, s.eta0
+        ),
+        panels: vec![
+            Panel {
+                title: "density of W^ℓ(1)ᵀW^ℓ(1)/N".into(),
+                x_label: "λ".into(),
+                y_label: "density".into(),
+                log_y: true,
+                series: density,
+                ref_lines: edge(),
+                legend_right: true,
+                ..Default::default()
+            },
+            Panel {
+                title: "cumulative distribution".into(),
+                x_label: "λ".into(),
+                y_label: "CDF".into(),
+                series: cdf,
+                ref_lines: edge(),
+                legend_right: true,
+                ..Default::default()
+            },
+        ],
+        columns: 2,
         panel_size: (640, 440),
     };
     files.extend(save_figure(&fig, &out.join("extensive"))?);

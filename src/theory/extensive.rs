@@ -1,8 +1,9 @@
-//! Extensive output channels (theory map T10; paper §5, App. F.2): one gradient step of a
-//! two-layer linear network with C ∝ D outputs restructures the whole bulk of the first
-//! layer's spectrum. This module is the exact two-layer reduction (a generalized
-//! Marchenko–Pastur law); the App. F.1 DMFT cross-check and the deeper networks of App. F.3
-//! are not built yet.
+//! Extensive output channels (theory map T10; paper §5, App. F): one gradient step of a linear
+//! network with C ∝ D outputs restructures the whole bulk of a layer's spectrum. Two-layer
+//! networks: the exact reduction to a generalized Marchenko–Pastur law ([`OneStep`], App. F.2),
+//! checked against an independent route — the matrix Dyson equation of the update's
+//! linearization ([`DeepOneStep`] with one hidden layer; [`super::pencil`]). Deeper networks
+//! (App. F.3): every layer of a depth-L network by that Dyson equation ([`DeepOneStep`]).
 //!
 //! **Convention** (the one with a proportional limit, as in the deep-linear theory). Input
 //! x ∈ R^D, W ∈ R^{N×D}, readout A ∈ R^{N×C}, teacher B ∈ R^{D×C}, all entries i.i.d. N(0, 1);
@@ -35,7 +36,25 @@
 //! variance of a gives ½β²g″(β)r for g(t) = t/(1 + tm), the (1 − η₀a)²/ν term gives
 //! g′(β)(1 − η₀)²/ν; no O(ν^{-1/2}) term since E[a − 1] = 0 — and using z′(m*) = 0 at the
 //! critical point gives the edge correction c₁/ν of [`OneStep::edge_shift_coefficient`].
+//!
+//! **Deeper networks** (paper App. F.3; derived here). Depth L: hidden weights W⁰ (N × D),
+//! W¹ … W^{L−1} (N × N), readout A (N × C), all i.i.d. N(0, 1), and
+//! f(x) = AᵀW^{L−1}⋯W⁰x/(γ₀N^{(L+1)/2}) (the same convention: `model.proportional`). In the
+//! normalized matrices Ŵ = W/√N, Â = A/√N, B̂ = B/√N (entries of variance 1/N), f = ÂᵀΠx/γ₀
+//! with Π = Ŵ^{L−1}⋯Ŵ⁰, y = √ν·B̂ᵀx, and one population GD step at η = η₀γ₀²N moves layer ℓ by
+//!
+//!   Ŵ^ℓ(1) = Ŵ^ℓ − η₀·FᵀÂÂᵀF·Ŵ^ℓ·EEᵀ + κ·FᵀÂB̂ᵀEᵀ,  κ = η₀γ₀√ν,
+//!
+//! F = Ŵ^{L−1}⋯Ŵ^{ℓ+1} (I for the last layer), E = Ŵ^{ℓ−1}⋯Ŵ⁰ (I for the first). For L = 1 it is
+//! the update above (c·AB = κÂB̂ᵀ·√N). W^ℓ(1)ᵀW^ℓ(1)/N = Ŷᵀ Ŷ, Ŷ = Ŵ^ℓ(1), is YᵀY for a polynomial
+//! Y in independent Gaussian matrices. For ℓ < L − 1 or ℓ > 0 no rotation invariance reduces it
+//! to one scalar equation (F and E act on Ŵ^ℓ from both sides), so [`DeepOneStep::program`] writes
+//! Y as a straight-line program (t = Eᵀv, a = FŴ^ℓEt, r = −η₀Âᵀa + κB̂ᵀt, u = Ŵ^ℓv + FᵀÂr) and
+//! [`super::pencil`] solves the matrix Dyson equation of its linearization: the order parameters
+//! are the normalized traces of the linearization's blocks (12 blocks, 72 unknowns at L = 2, ℓ = 1). The
+//! update is what `specdyn train` runs (tests/extensive.rs checks a depth-2 run's step).
 
+use super::pencil::{Dim, Factor, Pencil, Program, Src, term};
 use super::rmt::MarchenkoPastur;
 use crate::rng::{Purpose, normals, stream};
 use faer::Mat;
@@ -315,6 +334,213 @@ pub fn simulate(model: &OneStep, n: usize, seed: u64) -> Vec<f64> {
     e
 }
 
+/// One GD step of a depth-L linear network with extensive outputs, seen at layer ℓ (module docs,
+/// "Deeper networks"): the law of W^ℓ(1)ᵀW^ℓ(1)/N from the matrix Dyson equation of the update's
+/// linearization. `layers = 1, layer = 0` is [`OneStep`]'s law by an independent route.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeepOneStep {
+    pub step: OneStep,
+    /// L: the number of hidden weight matrices W⁰ … W^{L−1}.
+    pub layers: usize,
+    /// ℓ ∈ 0..L: the layer whose spectrum is predicted.
+    pub layer: usize,
+}
+
+/// Dimension labels of the program: N, D = N/ν, C = χN/ν.
+const DIM_N: Dim = 0;
+const DIM_D: Dim = 1;
+const DIM_C: Dim = 2;
+
+/// Scan points that locate the support before its edges are refined.
+const SCAN: usize = 160;
+
+impl DeepOneStep {
+    /// Dimension of the layer's input space (D for ℓ = 0, else N) over N.
+    pub fn input_ratio(&self) -> f64 {
+        if self.layer == 0 { 1.0 / self.step.nu } else { 1.0 }
+    }
+
+    /// The update Ŵ^ℓ(1) as a straight-line program: matrices 0..L are Ŵ^k, L is Â, L + 1 is B̂.
+    pub fn program(&self) -> Program {
+        let (l, ell, s) = (self.layers, self.layer, &self.step);
+        let fan_in = |k: usize| if k == 0 { DIM_D } else { DIM_N };
+        let mut p = Program {
+            ratios: vec![1.0, 1.0 / s.nu, s.chi / s.nu],
+            matrices: (0..l).map(|k| (DIM_N, fan_in(k))).chain([(DIM_N, DIM_C), (DIM_D, DIM_C)]).collect(),
+            input: fan_in(ell),
+            output: DIM_N,
+            ..Default::default()
+        };
+        let (a, b) = (l, l + 1);
+        // t = Eᵀv = Ŵ⁰ᵀ⋯Ŵ^{ℓ−1}ᵀv (D).
+        let mut t = Src::Input;
+        for k in (0..ell).rev() {
+            t = p.var(fan_in(k), vec![term(1.0, Factor::Zt(k), t)]);
+        }
+        // x = F·Ŵ^ℓ·E·t (N).
+        let mut x = t;
+        for k in 0..l {
+            x = p.var(DIM_N, vec![term(1.0, Factor::Z(k), x)]);
+        }
+        // r = −η₀Âᵀx + κB̂ᵀt (C).
+        let kappa = s.eta0 * s.gamma0 * s.nu.sqrt();
+        let r = p.var(DIM_C, vec![term(-s.eta0, Factor::Zt(a), x), term(kappa, Factor::Zt(b), t)]);
+        // y = FᵀÂr (N).
+        let mut y = p.var(DIM_N, vec![term(1.0, Factor::Z(a), r)]);
+        for k in (ell + 1..l).rev() {
+            y = p.var(DIM_N, vec![term(1.0, Factor::Zt(k), y)]);
+        }
+        p.out_terms = vec![term(1.0, Factor::Z(ell), Src::Input), term(1.0, Factor::Id, y)];
+        p
+    }
+
+    /// The linearization of [`DeepOneStep::program`].
+    pub fn pencil(&self) -> Pencil {
+        Pencil::new(&self.program())
+    }
+
+    /// The density at each of `xs` (in order; each point solved by Newton from its neighbour's
+    /// traces).
+    pub fn densities(&self, xs: &[f64]) -> Vec<f64> {
+        densities(&self.pencil(), xs)
+    }
+
+    /// An upper bound on the spectrum: the square of the triangle inequality on ‖Ŷ‖ with each
+    /// Gaussian factor at its limiting norm (1 + √(rows/cols)) · √(cols/N).
+    pub fn spectral_bound(&self) -> f64 {
+        let s = &self.step;
+        let norm = |rows: f64, cols: f64| rows.sqrt() + cols.sqrt();
+        let w = |k: usize| if k == 0 { norm(1.0, 1.0 / s.nu) } else { 2.0 };
+        let f: f64 = (self.layer + 1..self.layers).map(w).product();
+        let e: f64 = (0..self.layer).map(w).product();
+        let a = norm(1.0, s.chi / s.nu);
+        let b = norm(1.0 / s.nu, s.chi / s.nu);
+        let kappa = s.eta0 * s.gamma0 * s.nu.sqrt();
+        (w(self.layer) * (1.0 + s.eta0 * (f * a * e).powi(2)) + kappa * f * a * b * e).powi(2)
+    }
+
+    /// The density of W^ℓ(1)ᵀW^ℓ(1)/N on `points` points between its edges (located by a scan
+    /// below [`DeepOneStep::spectral_bound`] and refined by bisection on the density), each point
+    /// solved by Newton from its neighbour's traces.
+    pub fn density_curve(&self, points: usize) -> Density {
+        let pencil = self.pencil();
+        let rho = |x: f64, near: Option<&[Complex64]>| {
+            pencil
+                .stieltjes_near(Complex64::new(x, 1e-10), near)
+                .map(|(g, m)| ((g.im / PI).max(0.0), Some(m)))
+                .unwrap_or((0.0, None))
+        };
+        let top = 1.02 * self.spectral_bound();
+        let mut scan = Vec::with_capacity(SCAN);
+        let mut near: Option<Vec<Complex64>> = None;
+        for j in (0..SCAN).rev() {
+            let x = top * (j as f64 + 0.5) / SCAN as f64;
+            let (r, m) = rho(x, near.as_deref());
+            near = m.or(near);
+            scan.push((x, r));
+        }
+        scan.reverse();
+        let peak = scan.iter().map(|p| p.1).fold(0.0, f64::max);
+        let inside = |r: f64| r > 1e-7 * peak;
+        let first = scan.iter().position(|p| inside(p.1)).unwrap_or(0);
+        let last = scan.iter().rposition(|p| inside(p.1)).unwrap_or(SCAN - 1);
+        let refine = |mut a: f64, mut b: f64| {
+            // a inside the support, b outside (26 halvings: the scan step over 6.7e7).
+            for _ in 0..26 {
+                let mid = 0.5 * (a + b);
+                if inside(rho(mid, None).0) {
+                    a = mid;
+                } else {
+                    b = mid;
+                }
+            }
+            0.5 * (a + b)
+        };
+        let hi = refine(scan[last].0, if last + 1 < SCAN { scan[last + 1].0 } else { top });
+        // The lower edge: 0 when the density reaches down to the origin (a square layer's
+        // 1/√x hard edge), else refined between the scan points around it.
+        let lo = if first > 0 {
+            refine(scan[first].0, scan[first - 1].0)
+        } else if inside(rho(1e-4 * scan[0].0, None).0) {
+            0.0
+        } else {
+            refine(scan[0].0, 0.0)
+        };
+        // Density on x = lo + (hi − lo)(1 − cos θ)/2, mass by the trapezoid rule in θ: ρ·dx/dθ
+        // stays finite at a square-root edge and at a 1/√x hard edge (where the end value is
+        // taken from its neighbour).
+        let x: Vec<f64> =
+            (0..points).map(|j| lo + (hi - lo) * (1.0 - (PI * j as f64 / (points - 1) as f64).cos()) / 2.0).collect();
+        let mut dens = vec![0.0; points];
+        if points > 2 {
+            dens[1..points - 1].copy_from_slice(&densities(&pencil, &x[1..points - 1]));
+        }
+        let dtheta = PI / (points - 1) as f64;
+        let mut f: Vec<f64> =
+            (0..points).map(|j| dens[j] * 0.5 * (hi - lo) * (PI * j as f64 / (points - 1) as f64).sin()).collect();
+        if lo == 0.0 && points > 2 {
+            f[0] = f[1];
+        }
+        let mut cdf = vec![0.0; points];
+        for j in 1..points {
+            cdf[j] = cdf[j - 1] + 0.5 * (f[j] + f[j - 1]) * dtheta;
+        }
+        Density { x, rho: dens, cdf, lower_edge: lo, upper_edge: hi }
+    }
+}
+
+/// Im g(x + 10⁻¹⁰i)/π at each of `xs`, continued from point to point.
+fn densities(pencil: &Pencil, xs: &[f64]) -> Vec<f64> {
+    let mut near: Option<Vec<Complex64>> = None;
+    xs.iter()
+        .map(|x| match pencil.stieltjes_near(Complex64::new(*x, 1e-10), near.as_deref()) {
+            Some((g, m)) => {
+                near = Some(m);
+                (g.im / PI).max(0.0)
+            }
+            None => 0.0,
+        })
+        .collect()
+}
+
+/// The finite-size ground truth of [`DeepOneStep`]: eigenvalues of W^ℓ(1)ᵀW^ℓ(1)/N after the exact
+/// population step at N, D = N/ν, C = χD (rounded), descending.
+pub fn simulate_deep(model: &DeepOneStep, n: usize, seed: u64) -> Vec<f64> {
+    let s = &model.step;
+    let (l, ell) = (model.layers, model.layer);
+    let d = ((n as f64) / s.nu).round() as usize;
+    let c = ((d as f64) * s.chi).round() as usize;
+    let scale = 1.0 / (n as f64).sqrt();
+    let gauss = |rows: usize, cols: usize, k: u64| {
+        let g = normals(&mut stream(seed, Purpose::Analysis, 400 + k), rows * cols);
+        Mat::from_fn(rows, cols, |i, j| g[i * cols + j] * scale)
+    };
+    let w: Vec<Mat<f64>> = (0..l).map(|k| gauss(n, if k == 0 { d } else { n }, k as u64)).collect();
+    let (a, b) = (gauss(n, c, 100), gauss(d, c, 101));
+    // FᵀÂ (N × C).
+    let mut fa = a;
+    for k in (ell + 1..l).rev() {
+        fa = w[k].transpose() * &fa;
+    }
+    // Eᵀ (D × n_in), None for the first layer (E = I).
+    let et: Option<Mat<f64>> = (0..ell).rev().fold(None, |acc: Option<Mat<f64>>, k| {
+        Some(match acc {
+            None => w[k].transpose().to_owned(),
+            Some(m) => w[k].transpose() * &m,
+        })
+    });
+    let kappa = s.eta0 * s.gamma0 * s.nu.sqrt();
+    let g = fa.transpose() * &w[ell]; // C × n_in
+    let (gee, bet) = match &et {
+        Some(et) => ((&g * et.transpose()) * et, b.transpose() * et),
+        None => (g, b.transpose().to_owned()),
+    };
+    let y = &w[ell] - (&fa * &gee) * s.eta0 + (&fa * &bet) * kappa;
+    let mut e = (y.transpose() * &y).self_adjoint_eigenvalues(faer::Side::Lower).unwrap_or_default();
+    e.reverse();
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +573,37 @@ mod tests {
             let (got, want) = (m.density(&law, x), mp.density(x));
             assert!((got - want).abs() < 1e-6 * want.max(1.0), "x = {x}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn the_dyson_equation_of_the_update_is_silversteins_law() {
+        // L = 1: the linearization's matrix Dyson equation and the generalized MP law are two
+        // independent routes to the same Stieltjes transform (module docs); equal to 1e-6.
+        let mut worst = 0.0f64;
+        for (nu, chi, gamma0, eta0) in [(5.0, 4.0, 2.0, 0.2), (2.0, 1.0, 0.5, 0.5), (8.0, 0.5, 8.0, 0.1)] {
+            let one = OneStep { nu, chi, gamma0, eta0 };
+            let deep = DeepOneStep { step: one, layers: 1, layer: 0 };
+            let pencil = Pencil::new(&deep.program());
+            let law = one.population_law();
+            let (lo, hi) = one.edges(&law);
+            for f in [0.05, 0.3, 0.6, 0.95] {
+                let x = lo + f * (hi - lo);
+                let want = one.stieltjes(&law, x);
+                let got = pencil.stieltjes(Complex64::new(x, 1e-10)).unwrap();
+                worst = worst.max((got - want).norm() / want.norm());
+                assert!((got - want).norm() < 1e-6 * want.norm(), "ν={nu} χ={chi} x={x}: {got} vs {want}");
+            }
+            // Off the axis too (ζ = x + 0.3i), where Silverstein's m is its fixed point.
+            let zeta = Complex64::new(0.5 * (lo + hi), 0.3);
+            let mut m = Complex64::new(0.0, 1.0);
+            for _ in 0..2000 {
+                let s: Complex64 = law.t.iter().zip(&law.w).map(|(t, w)| *w * *t / (1.0 + *t * m)).sum();
+                m = 0.5 * m + 0.5 / (-zeta + nu * s);
+            }
+            let got = pencil.stieltjes(zeta).unwrap();
+            worst = worst.max((got - m).norm() / m.norm());
+            assert!((got - m).norm() < 1e-6 * m.norm(), "ν={nu} χ={chi} off-axis: {got} vs {m}");
+        }
+        eprintln!("largest relative gap, Dyson equation vs Silverstein: {worst:.1e}");
     }
 }

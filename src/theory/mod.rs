@@ -8,13 +8,17 @@
 //! - [`simulate`]: the same random systems at finite N, the ground truth for every test.
 //! - [`network`], [`weight_outliers`]: the μP network DMFT and its weight outliers (T6, T7).
 //! - [`linear`]: the training-level DMFT of a two-layer linear network, proportional limit (T8).
-//! - [`extensive`]: one GD step with extensive outputs, the exact two-layer law (T10).
+//! - [`extensive`]: one GD step with extensive outputs: the exact two-layer law, any layer of a
+//!   deeper network (T10).
+//! - [`pencil`]: the spectrum of YᵀY for Y a polynomial in Gaussian matrices (matrix Dyson
+//!   equation of a linearization).
 
 pub mod activation;
 pub mod endogenous;
 pub mod extensive;
 pub mod linear;
 pub mod network;
+pub mod pencil;
 pub mod rmt;
 pub mod roots;
 pub mod simulate;
