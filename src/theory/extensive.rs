@@ -51,7 +51,7 @@
 //! to one scalar equation (F and E act on Ŵ^ℓ from both sides), so [`DeepOneStep::program`] writes
 //! Y as a straight-line program (t = Eᵀv, a = FŴ^ℓEt, r = −η₀Âᵀa + κB̂ᵀt, u = Ŵ^ℓv + FᵀÂr) and
 //! [`super::pencil`] solves the matrix Dyson equation of its linearization: the order parameters
-//! are the normalized traces of the linearization's blocks (12 blocks, 72 unknowns at L = 2, ℓ = 1). The
+//! are the normalized traces of the linearization's blocks (12 blocks, 42 unknowns at L = 2, ℓ = 1). The
 //! update is what `specdyn train` runs (tests/extensive.rs checks a depth-2 run's step).
 
 use super::pencil::{Dim, Factor, Pencil, Program, Src, term};

@@ -25,7 +25,8 @@
 //! over every pair of occurrences of one Gaussian Z with opposite orientation, c₁Z at block
 //! (i, k) and c₂Zᵀ at (l, j) (E[Z G Zᵀ] = (1/N) tr G · I), the operator-valued semicircle of the
 //! block algebra. Blocks of different dimension labels never couple, so the unknowns are the
-//! pairs (k, l) of one label. Solved by the averaged fixed point W ↦ ½[W + (Λ − Z − Σ[W])⁻¹] far
+//! pairs (k, l) of one label that the couplings reach (found once by the fixed point at a generic
+//! z: an unreachable entry stays exactly zero). Solved by the averaged fixed point W ↦ ½[W + (Λ − Z − Σ[W])⁻¹] far
 //! from the real axis (it converges for Im Z > 0: Helton et al. Thm 2.1, with the internal blocks
 //! regularized by iε), then Newton on M − (Λ − Z − Σ[M])⁻¹ while Im z and ε shrink to the target
 //! and to 0 (ε > 0 perturbs the answer by O(ε); the Schur complement is exact at ε = 0).
@@ -158,17 +159,20 @@ impl Pencil {
                 }
             }
         }
-        let mut unknowns = Vec::new();
-        let mut index = vec![usize::MAX; k * k];
+        let mut pencil = Pencil { k, lambda, sigma, unknowns: Vec::new(), index: vec![usize::MAX; k * k] };
+        // The unknowns: pairs of one label that are not structurally zero. The fixed point from
+        // a diagonal start at a generic z fills exactly the reachable pattern (an entry no
+        // coupling reaches stays exactly 0.0), and Newton keeps the rest at 0.
+        let probe = pencil.iterate(Complex64::new(0.37, 0.81), 1.0, None, 4 * k + 20);
         for a in 0..k {
             for b in 0..k {
-                if label[a] == label[b] {
-                    index[a * k + b] = unknowns.len();
-                    unknowns.push((a, b));
+                if label[a] == label[b] && probe[a * k + b] != Complex64::new(0.0, 0.0) {
+                    pencil.index[a * k + b] = pencil.unknowns.len();
+                    pencil.unknowns.push((a, b));
                 }
             }
         }
-        Pencil { k, lambda, sigma, unknowns, index }
+        pencil
     }
 
     /// Number of blocks of the linearization.
@@ -222,6 +226,9 @@ impl Pencil {
             (0..u).for_each(|r| jac[r * u + r] = Complex64::new(1.0, 0.0));
             for (i, j, kk, l, c) in &self.sigma {
                 let col = self.index[kk * k + l];
+                if col == usize::MAX {
+                    continue; // M_kl is structurally zero
+                }
                 for (r, (a, b)) in self.unknowns.iter().enumerate() {
                     jac[r * u + col] -= *c * ainv[a * k + i] * ainv[j * k + b];
                 }
