@@ -379,6 +379,12 @@ const CASES: &[Case] = &[
         2,
         &["--scan-simulate", "10 … 4000"],
     ),
+    case(
+        "extensive simulation with huge chi",
+        "theory extensive --nu 2 --chi 2000 --simulate 4000 --out th",
+        2,
+        &["memory", "--chi"],
+    ),
     case("extensive tiny simulation", "theory extensive --nu 8 --chi 0.01 --simulate 10 --out th", 2, &["--simulate"]),
     case("mp simulate huge", "theory mp --simulate 10000000 --out th", 2, &["memory", "--simulate"]),
     case("theory into a run", "theory mp --out run", 2, &["training run"]),

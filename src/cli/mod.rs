@@ -1007,6 +1007,20 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                     ));
                 }
             }
+            // The simulations' memory: the weights, the readout and teacher, the update's products
+            // and the eigensolver (doubles), at the largest N each draws.
+            let mut need = specdyn::resources::MemoryEstimate::default();
+            if let Some(n) = common.simulate {
+                let (n, d) = (n as f64, (n as f64 / nu).round());
+                let c = (d * chi).round();
+                need.add("simulated weights and update", (depth as f64 + 4.0) * n * n + 4.0 * n * c + 2.0 * d * c, 8.0);
+            }
+            if let Some(d) = scan_simulate {
+                let d = d as f64;
+                let n = (64.0 * d).min(rep::SCAN_MAX_N as f64);
+                need.add("the ν-scan's largest simulation", 3.0 * n * (d + d * chi), 8.0);
+            }
+            need.check("the simulation", "choose a smaller --simulate N, --scan-simulate D or --chi")?;
             let step = specdyn::theory::extensive::OneStep { nu, chi, gamma0, eta0 };
             let model = specdyn::theory::extensive::DeepOneStep { step, layers: depth, layer };
             let sim = rep::ExtensiveSimulation { n: common.simulate, scan_d: scan_simulate, seeds: common.seeds };
