@@ -3,6 +3,25 @@
 
 use specdyn::theory::extensive::{OneStep, simulate};
 
+/// Layer `layer` of a run's exported weights, as exported ([rows, cols]).
+fn weight(run: &specdyn::train::Trainer<burn::backend::Flex>, layer: usize) -> faer::Mat<f64> {
+    let w = &run.model.export()[layer];
+    let (rows, cols) = (w.shape[0], w.shape[1]);
+    faer::Mat::from_fn(rows, cols, |i, j| w.data[i * cols + j] as f64)
+}
+
+/// The run's next batch as X (P × D) and Y (P × C).
+fn batch(
+    run: &mut specdyn::train::Trainer<burn::backend::Flex>,
+    d: usize,
+    c: usize,
+) -> (faer::Mat<f64>, faer::Mat<f64>) {
+    let (x, y) = run.batch();
+    let p = x.dims()[0];
+    let (x, y) = (specdyn::model::tensor_to_vec(x), specdyn::model::tensor_to_vec(y));
+    (faer::Mat::from_fn(p, d, |i, j| x[i * d + j] as f64), faer::Mat::from_fn(p, c, |i, j| y[i * c + j] as f64))
+}
+
 #[test]
 fn one_step_bulk_matches_simulation_at_n_2000() {
     let n = 2000;
@@ -102,19 +121,11 @@ fn one_step_of_specdyn_train_is_the_laws_update() {
     assert_eq!((m.nu, m.chi, m.gamma0, m.eta0), (5.0, 4.0, 2.0, 0.2));
     let (n, d, c) = (cfg.model.width, cfg.data.input_dim, cfg.output_dim());
     let mut run = Trainer::<Flex>::new(cfg, Default::default()).expect("trainer");
-    let matrix = |t: &Trainer<Flex>, layer: usize| {
-        let w = &t.model.export()[layer];
-        let (rows, cols) = (w.shape[0], w.shape[1]);
-        Mat::from_fn(rows, cols, |i, j| w.data[i * cols + j] as f64)
-    };
-    let (w0, a) = (matrix(&run, 0), matrix(&run, 1).transpose().to_owned()); // N × D, N × C
-    let (x, y) = run.batch();
-    let p = x.dims()[0];
-    let (x, y) = (specdyn::model::tensor_to_vec(x), specdyn::model::tensor_to_vec(y));
-    let x = Mat::from_fn(p, d, |i, j| x[i * d + j] as f64);
-    let y = Mat::from_fn(p, c, |i, j| y[i * c + j] as f64);
+    let (w0, a) = (weight(&run, 0), weight(&run, 1).transpose().to_owned()); // N × D, N × C
+    let (x, y) = batch(&mut run, d, c);
+    let p = x.nrows();
     run.train_step();
-    let w1 = matrix(&run, 0);
+    let w1 = weight(&run, 0);
     let sigma = x.transpose() * &x * (1.0 / p as f64);
     let yx = y.transpose() * &x * (1.0 / p as f64); // (Bᵀ/√D) Σ̂
     let aaw = &a * (a.transpose() * &w0);
@@ -195,7 +206,6 @@ fn one_step_of_a_deeper_network_in_specdyn_train_is_the_update() {
     // place of I: ΔŴ¹ = −η₀ÂÂᵀŴ¹Ŵ⁰Σ̂Ŵ⁰ᵀ + η₀γ₀Â(YᵀX/P)Ŵ⁰ᵀ (hats /√N), on the run's own weights and
     // data. The law `theory extensive CONFIG` solves is this one (L = 2, ℓ = 1).
     use burn::backend::Flex;
-    use faer::Mat;
     use specdyn::compare::linear::extensive_problem;
     use specdyn::config::RunConfig;
     use specdyn::train::Trainer;
@@ -210,22 +220,14 @@ fn one_step_of_a_deeper_network_in_specdyn_train_is_the_update() {
     assert_eq!((m.layers, m.layer, m.step.nu, m.step.chi), (2, 1, 4.0, 2.0));
     let (n, d, c) = (cfg.model.width, cfg.data.input_dim, cfg.output_dim());
     let mut run = Trainer::<Flex>::new(cfg, Default::default()).expect("trainer");
-    let matrix = |t: &Trainer<Flex>, layer: usize| {
-        let w = &t.model.export()[layer];
-        let (rows, cols) = (w.shape[0], w.shape[1]);
-        Mat::from_fn(rows, cols, |i, j| w.data[i * cols + j] as f64)
-    };
     let inv_root = 1.0 / (n as f64).sqrt();
     let (w0, w1, a) =
-        (matrix(&run, 0) * inv_root, matrix(&run, 1) * inv_root, matrix(&run, 2).transpose().to_owned() * inv_root);
+        (weight(&run, 0) * inv_root, weight(&run, 1) * inv_root, weight(&run, 2).transpose().to_owned() * inv_root);
     assert_eq!((w0.nrows(), w0.ncols(), w1.nrows(), a.ncols()), (n, d, n, c));
-    let (x, y) = run.batch();
-    let p = x.dims()[0];
-    let (x, y) = (specdyn::model::tensor_to_vec(x), specdyn::model::tensor_to_vec(y));
-    let x = Mat::from_fn(p, d, |i, j| x[i * d + j] as f64);
-    let y = Mat::from_fn(p, c, |i, j| y[i * c + j] as f64);
+    let (x, y) = batch(&mut run, d, c);
+    let p = x.nrows();
     run.train_step();
-    let moved = matrix(&run, 1) * inv_root - &w1;
+    let moved = weight(&run, 1) * inv_root - &w1;
     let sigma = x.transpose() * &x * (1.0 / p as f64);
     let yx = y.transpose() * &x * (1.0 / p as f64);
     let (eta0, gamma0) = (m.step.eta0, m.step.gamma0);
