@@ -451,12 +451,12 @@ Its density and edges come from the Dyson equation; --simulate N checks them.
   specdyn theory extensive --layers 2 --nu 2 --chi 1 --gamma0 2 --eta0 0.2 --simulate 2000 --out runs/ext2
   specdyn theory extensive --nu 2 --chi 1 --gamma0 2 --eta0 0.2 --scan-simulate 400 --out runs/ext-scan")]
     Extensive {
-        /// Run config of a two-layer linear network with C = χD outputs (model.proportional =
-        /// true): ν, χ, γ₀ and η₀ are read from it instead of the flags.
+        /// Run config of a linear network with C = χD outputs (model.proportional = true, any
+        /// model.depth): ν, χ, γ₀, η₀ and L are read from it instead of the flags.
         config: Option<PathBuf>,
         #[arg(long = "set", value_name = "KEY=VALUE", requires = "config")]
         overrides: Vec<String>,
-        /// ν = N/D (width over input dimension; > 1).
+        /// ν = N/D (width over input dimension; > 1 for the first layer).
         #[arg(long, default_value_t = 5.0)]
         nu: f64,
         /// χ = C/D (outputs over input dimension).
