@@ -128,6 +128,10 @@ pub struct LinearBenchResult {
     /// One direct GD run of the same network at width `simulate_n` (0: not run), seconds.
     pub simulate_n: usize,
     pub simulate_s: f64,
+    /// The outliers of every layer at step T (one 2T × 2T eigenproblem a layer), seconds.
+    pub outliers_last_s: f64,
+    /// The outliers of every layer at every step 1…T, seconds (run only for T ≤ 200; else 0).
+    pub outliers_every_step_s: f64,
 }
 
 /// Time the deep linear DMFT at depth L and horizon T, and one direct GD run at width N.
@@ -142,7 +146,24 @@ pub fn bench_linear(depth: usize, steps: usize, n: usize) -> LinearBenchResult {
         std::hint::black_box(simulate(&net, n, steps, 0));
     }
     let simulate_s = if n > 0 { t.elapsed().as_secs_f64() } else { 0.0 };
+    let (_, orders) = net.solve_with_orders(steps);
+    let t = Instant::now();
+    std::hint::black_box(orders.iter().map(|m| m.outliers(steps)).collect::<Vec<_>>());
+    let outliers_last_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    if steps <= 200 {
+        use rayon::prelude::*;
+        std::hint::black_box(
+            orders
+                .iter()
+                .map(|m| (1..=steps).into_par_iter().map(|k| m.outliers(k)).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+        );
+    }
+    let outliers_every_step_s = if steps <= 200 { t.elapsed().as_secs_f64() } else { 0.0 };
     LinearBenchResult {
+        outliers_last_s,
+        outliers_every_step_s,
         depth,
         steps,
         solve_s,

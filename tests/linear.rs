@@ -1,10 +1,10 @@
 //! The two-layer linear DMFT (src/theory/linear.rs) against direct full-batch GD of linear
-//! networks: loss curves at N = 1000 (16 seeds), μP and NTK.
+//! networks: loss curves at N = 1000 (16 seeds), μP and NTK, and the outliers of every layer.
 
 use burn::backend::Flex;
 use specdyn::compare::linear::{as_logged, linear_problem, seed_mean_se};
 use specdyn::config::RunConfig;
-use specdyn::theory::linear::{LinearCurves, LinearNet, Parameterization, simulate};
+use specdyn::theory::linear::{LinearCurves, LinearNet, Parameterization, simulate, simulate_outliers};
 use specdyn::train::Trainer;
 
 /// Largest relative gap over steps whose predicted loss is above 1% of its start, and the
@@ -260,4 +260,96 @@ fn compare_of_a_linear_sweep_gives_learning_rate_transfer_from_theory() {
     assert_eq!(optimum("mup", "250"), optimum("mup", "1000"), "μP's optimal η₀ must not move with the width");
     assert!(optimum("ntk", "1000") > 1.3 * optimum("ntk", "250"), "NTK's optimal η₀ must grow with the width");
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The top outlier of every layer at `at` steps: theory vs the seed mean of direct GD at width
+/// `n`, as (theory, mean, SE, edge) per checkpoint and layer.
+fn outlier_gaps(net: &LinearNet, n: usize, seeds: u64, at: &[usize]) -> Vec<Vec<(f64, f64, f64, f64)>> {
+    let steps = *at.last().expect("checkpoints");
+    let (_, orders) = net.solve_with_orders(steps);
+    let sims: Vec<_> = (0..seeds).map(|s| simulate_outliers(net, n, steps, s, at, 1).1).collect();
+    at.iter()
+        .enumerate()
+        .map(|(k, &t)| {
+            orders
+                .iter()
+                .enumerate()
+                .map(|(l, m)| {
+                    let th = m.outliers(t).first().copied().unwrap_or(m.edge());
+                    let xs: Vec<f64> = sims.iter().map(|s| s[k][l][0]).collect();
+                    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+                    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+                    let se = (var / xs.len() as f64).sqrt();
+                    eprintln!(
+                        "L={} ν={} {:?} N={n} t={t} layer {l}: theory {th:.4} vs GD {mean:.4} ± {se:.4} (edge {:.4}): gap {:+.2}% of the distance above the edge, {:+.1} SE",
+                        net.depth,
+                        net.nu,
+                        net.parameterization,
+                        m.edge(),
+                        100.0 * (mean - th) / (th - m.edge()),
+                        (mean - th) / se
+                    );
+                    (th, mean, se, m.edge())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn outliers_of_every_layer_match_direct_gd_at_n_2000() {
+    // The pole conditions (module docs, "Outliers") for W⁰ (rectangular, N × D) and the hidden
+    // W¹ (square) against the top eigenvalue of direct GD's weights, N = 2000, D = 1000, 4 seeds.
+    // Measured: L = 1 W⁰ −5.4/−2.3/−1.5% of the distance above the edge at t = 10/20/30 (≤ 2.8
+    // SE); L = 2 W⁰ −2.2/−0.9/−0.8%, W¹ −6.6/−4.2/−4.0% (≤ 3.2 SE; the W¹ gap halves with each
+    // doubling of N in results/linear-outliers). Allowed: 3 SE + 5% of the distance. Before the
+    // escape (t = 5, L = 1: theory 3.15, GD 3.13 ± 0.02) the bulk edge itself fluctuates, so only
+    // the sign of the escape is checked there.
+    for net in [LinearNet::reference(1), LinearNet::reference(2)] {
+        let at = [5, 10, 20, 30];
+        for (k, per_layer) in outlier_gaps(&net, 2000, 4, &at).iter().enumerate() {
+            for (l, &(th, mean, se, edge)) in per_layer.iter().enumerate() {
+                let t = at[k];
+                if t == 5 {
+                    assert!(
+                        mean > edge - 3.0 * se.max(0.01),
+                        "L = {} t = 5 layer {l}: GD {mean} far below the edge {edge}",
+                        net.depth
+                    );
+                    continue;
+                }
+                assert!(th > edge, "L = {} t = {t} layer {l}: no outlier predicted (GD {mean} ± {se})", net.depth);
+                let allowed = 3.0 * se + 0.05 * (th - edge);
+                assert!(
+                    (mean - th).abs() < allowed,
+                    "L = {} t = {t} layer {l}: DMFT {th} vs GD {mean} ± {se} (edge {edge}; allowed {allowed})",
+                    net.depth
+                );
+            }
+        }
+    }
+}
+
+/// Recorded in results/linear-outliers/n4000.txt (about 4 minutes on 2 cores):
+/// `cargo nextest run --release --test linear --run-ignored only -E 'test(n_4000)' --no-capture`.
+#[test]
+#[ignore = "4 minutes: the N = 4000 point of results/linear-outliers"]
+fn outliers_of_a_depth_two_network_at_n_4000() {
+    // L = 2 reference (ν = α = 2, γ₀ = 8, η₀ = 0.02, μP), T = 64, seeds 100…107. Measured:
+    // W⁰ 4.2294 ± 0.0179 vs 4.2113, W¹ 5.1090 ± 0.0149 vs 5.0901 (+1.0 and +1.3 SE; at
+    // N = 2000 both sat below: the gap changes sign, finite size rather than a missing term).
+    let (net, n, steps) = (LinearNet::reference(2), 4000, 64);
+    let (_, orders) = net.solve_with_orders(steps);
+    let sims: Vec<_> = (100..108).map(|s| simulate_outliers(&net, n, steps, s, &[steps], 1).1).collect();
+    for (l, m) in orders.iter().enumerate() {
+        let th = m.outliers(steps)[0];
+        let xs: Vec<f64> = sims.iter().map(|s| s[0][l][0]).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let se = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ((xs.len() - 1) * xs.len()) as f64).sqrt();
+        eprintln!(
+            "N = {n}, t = {steps}, W{l}: DMFT {th:.4} vs GD {mean:.4} ± {se:.4} (edge {:.4}; seeds {xs:?})",
+            m.edge()
+        );
+        assert!((mean - th).abs() < 3.0 * se + 0.03 * (th - m.edge()), "W{l}: DMFT {th} vs GD {mean} ± {se}");
+    }
 }

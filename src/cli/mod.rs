@@ -493,8 +493,10 @@ f(x) = wᵀW^(L−1)⋯W⁰x/(g·N^((L+1)/2)) (L = 1: wᵀW⁰x/(gN)), linear te
 GD on every matrix with η = η₀g²N; μP: g = γ₀, NTK: g = γ₀/√ν. The training-level
 DMFT (module docs of src/theory/linear.rs) is marched in time without fixed-point iteration.
 For each ν of --nu, prints the final train and test loss of μP and NTK and writes
-linear-losses.csv (every step) and linear.png/svg. With --simulate D: direct GD at D, N = νD,
-P = αD over --seeds (mean ± standard error).
+linear-losses.csv (every step) and linear.png/svg; then each layer's outliers (App. E.12: the
+pole conditions of the module docs, a 2T × 2T eigenproblem per step): escape step and final top
+outlier, linear-outliers.csv and linear-outliers.png/svg. With --simulate D: direct GD at D,
+N = νD, P = αD over --seeds (mean ± standard error; every layer's top eigenvalues at 9 steps).
 
   specdyn theory linear --nu 2,4,8 --alpha 2 --gamma0 8 --eta0 0.02 --steps 128 --out runs/linear
 

@@ -813,11 +813,25 @@ pub fn linear(
     out: &Path,
     quiet: bool,
 ) -> Result<Vec<PathBuf>> {
-    use crate::theory::linear::{LinearNet, Parameterization, simulate as simulate_gd};
+    use crate::theory::linear::{LinearNet, Parameterization, simulate_outliers};
+    use rayon::prelude::*;
     prepare(out)?;
     let pars = [Parameterization::Mup, Parameterization::Ntk];
     let name = |p: Parameterization| if p == Parameterization::Mup { "mup" } else { "ntk" };
     let mut csv = String::from("parameterization,nu,step,train,test,sim_train,sim_train_se,sim_test,sim_test_se\n");
+    let mut out_csv = String::from(
+        "parameterization,nu,layer,step,edge,outliers,top,second,sim_top,sim_top_se,sim_second,sim_second_se\n",
+    );
+    let depth = base.depth.max(1);
+    // Outliers on at most 65 steps (a 2t × 2t eigenproblem each), the runs' spectra on 9.
+    let grid: Vec<usize> = (0..=steps).step_by(steps.div_ceil(64).max(1)).chain([steps]).collect::<Vec<_>>();
+    let grid: Vec<usize> =
+        grid.iter().copied().enumerate().filter(|(i, t)| *i == 0 || grid[i - 1] != *t).map(|(_, t)| t).collect();
+    let sim_at: Vec<usize> =
+        (0..=8).map(|k| k * steps / 8).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    // Outlier panels: one per (parameterization, layer).
+    let mut outlier_panels: Vec<Panel> = Vec::new();
+    let mut outlier_rows = Vec::new();
     let pb = bar((pars.len() * nus.len()) as u64, quiet, "solving");
     let mut panels = Vec::new();
     println!(
@@ -834,12 +848,33 @@ pub fn linear(
         let mut series = Vec::new();
         for (k, nu) in nus.iter().enumerate() {
             let net = LinearNet { nu: *nu, parameterization: par, ..*base };
-            let th = net.solve(steps);
+            let (th, orders) = net.solve_with_orders(steps);
+            // [layer][grid step] outliers, largest first (module docs of theory::linear).
+            let tops: Vec<Vec<Vec<f64>>> =
+                orders.iter().map(|m| grid.par_iter().map(|&t| m.outliers(t)).collect()).collect();
             // Seed means and standard errors: (train, its SE, test, its SE).
             let mut sim: Option<[Vec<f64>; 4]> = None;
+            let mut sim_tops: Option<SimTops> = None;
             if let Some(d) = simulate_d {
                 let n = (*nu * d as f64).round() as usize;
-                let runs: Vec<_> = (0..seeds).map(|s| simulate_gd(&net, n, steps, s)).collect();
+                let (runs, spectra): (Vec<_>, Vec<_>) =
+                    (0..seeds).map(|s| simulate_outliers(&net, n, steps, s, &sim_at, 2)).unzip();
+                let stat_of = |xs: Vec<f64>| {
+                    let (m, sd) = mean_sd(&xs);
+                    (m, sd / (seeds as f64).sqrt())
+                };
+                sim_tops = Some(
+                    (0..sim_at.len())
+                        .map(|k| {
+                            (0..depth)
+                                .map(|l| {
+                                    let pick = |r: usize| stat_of(spectra.iter().map(|s| s[k][l][r]).collect());
+                                    [pick(0), pick(1)]
+                                })
+                                .collect()
+                        })
+                        .collect(),
+                );
                 let stat = |f: &dyn Fn(&crate::theory::linear::LinearCurves) -> &Vec<f64>| {
                     (0..=steps)
                         .map(|t| {
@@ -869,6 +904,63 @@ pub fn linear(
                     .map(|[_, _, te, se]| format!("{:.4e} ± {:.1e}", te[steps], se[steps]))
                     .unwrap_or_else(|| "-".into())
             );
+            for (l, m) in orders.iter().enumerate() {
+                let edge = m.edge();
+                for (i, &t) in grid.iter().enumerate() {
+                    let o = &tops[l][i];
+                    let at = |r: usize| o.get(r).map(|v| v.to_string()).unwrap_or_default();
+                    let sim_part = match (&sim_tops, sim_at.iter().position(|s| *s == t)) {
+                        (Some(st), Some(k)) => {
+                            let [(a, b), (c, d)] = st[k][l];
+                            format!("{a},{b},{c},{d}")
+                        }
+                        _ => ",,,".into(),
+                    };
+                    out_csv.push_str(&format!(
+                        "{},{nu},{l},{t},{edge},{},{},{},{sim_part}\n",
+                        name(par),
+                        o.len(),
+                        at(0),
+                        at(1)
+                    ));
+                }
+                let escape = grid.iter().zip(&tops[l]).find(|(_, o)| !o.is_empty()).map(|(t, _)| *t);
+                let last = tops[l].last().and_then(|o| o.first().copied());
+                let sim_last = sim_tops.as_ref().and_then(|st| st.last()).map(|row| row[l][0]);
+                outlier_rows.push((name(par), *nu, l, edge, escape, last, sim_last));
+                // The panel of (par, layer): theory line per ν, GD points.
+                let idx = pars.iter().position(|p| *p == par).unwrap_or(0) * depth + l;
+                if outlier_panels.len() <= idx {
+                    outlier_panels.resize_with(idx + 1, Panel::default);
+                }
+                let panel = &mut outlier_panels[idx];
+                panel.title = format!("{}: top eigenvalue of W{}ᵀW{}/N", name(par), sup(l), sup(l));
+                panel.x_label = "step".into();
+                panel.y_label = "largest eigenvalue (the bulk edge where none)".into();
+                panel.series.push(Series {
+                    label: format!("DMFT ν = {nu}"),
+                    points: grid
+                        .iter()
+                        .zip(&tops[l])
+                        .map(|(t, o)| (*t as f64, o.first().copied().unwrap_or(edge)))
+                        .collect(),
+                    color: k,
+                    ..Default::default()
+                });
+                if let Some(st) = &sim_tops {
+                    panel.series.push(Series {
+                        label: format!("GD N = {}", (*nu * simulate_d.unwrap_or(0) as f64).round()),
+                        points: sim_at.iter().zip(st).map(|(t, row)| (*t as f64, row[l][0].0)).collect(),
+                        y_err: st.iter().map(|row| row[l][0].1).collect(),
+                        color: k,
+                        markers: true,
+                        ..Default::default()
+                    });
+                }
+                if k == 0 {
+                    panel.ref_lines.push(RefLine { value: edge, label: "bulk edge".into(), vertical: false });
+                }
+            }
             series.push(Series {
                 label: format!("DMFT ν = {nu}"),
                 points: th.test.iter().enumerate().map(|(t, v)| (t as f64, *v)).collect(),
@@ -915,5 +1007,43 @@ pub fn linear(
         panel_size: (700, 460),
     };
     files.extend(save_figure(&fig, &out.join("linear"))?);
+    // Outliers (module docs of theory::linear, "Outliers"): escape step and final value.
+    println!(
+        "\nTop outlier of each layer's WᵀW/N (theory on {} steps; escape = first of them with an outlier):",
+        grid.len()
+    );
+    println!(
+        "{:<5} {:>6} {:>6} {:>8} {:>8} {:>12} {:>22}",
+        "par", "ν", "layer", "edge", "escape", "final top", "simulated final top"
+    );
+    for (par, nu, l, edge, escape, last, sim_last) in &outlier_rows {
+        println!(
+            "{par:<5} {nu:>6} {:>6} {edge:>8.4} {:>8} {:>12} {:>22}",
+            format!("W{}", sup(*l)),
+            escape.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            last.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+            sim_last.map(|(m, se)| format!("{m:.4} ± {se:.4}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    files.push(write_text(&out.join("linear-outliers.csv"), &out_csv)?);
+    let fig = Figure {
+        title: format!(
+            "Linear network (L = {}): outliers of every layer (App. E.12) — α = {}, γ₀ = {}, η₀ = {}",
+            base.depth, base.alpha, base.gamma0, base.eta0
+        ),
+        panels: outlier_panels,
+        columns: depth.min(3),
+        panel_size: (600, 420),
+    };
+    files.extend(save_figure(&fig, &out.join("linear-outliers"))?);
     Ok(files)
+}
+
+/// [checkpoint][layer] seed mean and standard error of the top two eigenvalues of WᵀW/N.
+type SimTops = Vec<Vec<[(f64, f64); 2]>>;
+
+/// A layer index as a superscript (W⁰, W¹, …).
+fn sup(l: usize) -> String {
+    const DIGITS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    l.to_string().chars().map(|c| DIGITS[c.to_digit(10).unwrap_or(0) as usize]).collect()
 }

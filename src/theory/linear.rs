@@ -2,8 +2,9 @@
 //! training-level DMFT of a linear network of any depth L trained by full-batch gradient
 //! descent — L = 1 and 2 as derived and checked in `docs/deep-linear-dmft.md` of the brief, any
 //! L by the chain of sites below (checked against direct GD at L = 1, 2, 3 in
-//! `tests/linear.rs`), with or without label noise, full batch or online SGD. Several outputs
-//! and the outliers (App. E.12) are not built yet.
+//! `tests/linear.rs`), with or without label noise, full batch or online SGD, and the outliers
+//! of every layer's trained weights (App. E.12; derived here, "Outliers" below). Several outputs
+//! are not built yet.
 //!
 //! **Convention** (the one with a proportional limit). x_μ ~ N(0, I_D), μ = 1…P, a fixed
 //! training set; teacher β ~ N(0, I_D), y = β·x/√D; W⁰ ∈ R^{N×D} and readout w ∈ R^N i.i.d.
@@ -70,6 +71,33 @@
 //! w(t) → g^{L−1}(t) … g¹(t) (down) → the input site at t → h¹(t) … h^L(t) (up). L = 1 is the
 //! readout site directly above the input site: w(t+1) = w(t) + η₀g[φ(t) + Σ_{s≤t}A(t, s)w(s)],
 //! the K of step 3 above (K = gA).
+//!
+//! **Outliers** (App. E.12; derived here — the paper's equations were lost — and checked against
+//! a direct root-finder and against GD in `tests/linear.rs`). Take one matrix W (W⁰: N × D,
+//! ratio r = ν; W^ℓ: N × N, r = 1). After T steps W(T) = W + η₀g Σ_{s<T} y(s)x(s)ᵀ (÷√N for
+//! W^ℓ) with right vectors x (v, or h^ℓ) and left vectors y (g^{ℓ+1}, or w). An eigenvector
+//! W(T)ᵀW(T)ỹ/N = zỹ is a probe with a partner h̃ = W(T)ỹ (÷√N for W^ℓ):
+//! h̃ = f_ỹ + η₀g Σ_s y(s)c_s and zỹ = b_h̃ + η₀g Σ_s x(s)d_s, with the overlaps
+//! c_s = x(s)·ỹ, d_s = y(s)·h̃/N and the fields f = W·, b = Wᵀ· of the initial matrix. The probe
+//! is one more index of the same DMFT: its cavity fields are f̂_ỹ + (1/r)[R_ỹ|h̃ h̃ + Σ_t
+//! R_ỹ|y(t) y(t)] and b̂_h̃ + R_h̃|ỹ ỹ + Σ_k R_h̃|x(k) x(k), with f̂_ỹ, b̂_h̃ Gaussian and
+//! correlated with the training fields through c and d (Stein: E[x(s)b̂_h̃] = (R_x d)_s/r,
+//! E[y(s)f̂_ỹ] = (R_y c)_s). Solving the two site equations, the probe's own responses are the
+//! bulk's: s = R_ỹ|h̃ is the Stieltjes transform of the MP law of ratio 1/r at z and
+//! s_h = R_h̃|ỹ = 1/(1 − s/r); writing κ = R_ỹ|y/r + η₀g·c and μ = R_h̃|x + η₀g·d, the closure is
+//! linear and homogeneous:
+//!   c = s(R_x d/r + C_x μ),  d = s_h(R_y c + C_y κ),  κ = sR_xᵀμ/r + η₀g·c,  μ = s_hR_yᵀκ + η₀g·d,
+//! with C_x, R_x (response to b̂), C_y, R_y (response to f̂) the T × T blocks of the training
+//! DMFT. z > (1 + 1/√r)² is an outlier exactly when this 4T × 4T map L(z) has the eigenvalue 1
+//! ([`MatrixOrder::pole_determinant`]). With vectors independent of W (R = 0) it is the BBP
+//! condition z·s_N(z)s(z)·η₀²g²|x|²|y|²/N = 1 of a rank-one rectangular spike.
+//! **Reduction** (as eqs. (107), (111)): multiply the d and μ rows by 1 − s/r; then every row
+//! is linear in s, (A₀ − sA₁)u = 0, with A₀ unit block lower triangular in the order (c, κ, d, μ)
+//! and A₁ acting on (d, μ) only. So θ = 1/s is an eigenvalue of the z-independent 2T × 2T block
+//! of A₀⁻¹A₁ on (d, μ) ([`MatrixOrder::pole_matrix`]); every real θ > 1/s₊ (s₊ = 1/(√c + c),
+//! c = 1/r, the transform at the edge) is an outlier z = (1 + (1 − c)s)/(s(1 − cs)), the inverse
+//! of the MP Stieltjes transform. Label noise and online batches only add sources independent
+//! of W, so the same closure should hold with their C_x (not yet checked against GD).
 
 use super::rmt::MarchenkoPastur;
 use crate::rng::{Purpose, normals, stream};
@@ -172,6 +200,24 @@ impl LinearNet {
 
     /// [`LinearNet::solve`] with `nodes` quadrature nodes of the MP law of Σ̂.
     pub fn solve_with_nodes(&self, steps: usize, nodes: usize) -> LinearCurves {
+        self.march(steps, nodes).0
+    }
+
+    /// The losses and, for every weight matrix W⁰ … W^{L−1}, the order parameters of its two
+    /// sides ([`MatrixOrder`]), from which its outliers follow.
+    pub fn solve_with_orders(&self, steps: usize) -> (LinearCurves, Vec<MatrixOrder>) {
+        self.march(steps, NODES)
+    }
+
+    /// The outliers of every layer's W^ℓ(t)ᵀW^ℓ(t)/N at every step t = 0…T (largest first;
+    /// empty while none has left the bulk): `[layer][t]`.
+    pub fn outliers(&self, steps: usize) -> Vec<Vec<Vec<f64>>> {
+        let (_, orders) = self.solve_with_orders(steps);
+        orders.iter().map(|m| (0..=steps).into_par_iter().map(|t| m.outliers(t)).collect()).collect()
+    }
+
+    /// The time march behind [`LinearNet::solve`] (module docs).
+    fn march(&self, steps: usize, nodes: usize) -> (LinearCurves, Vec<MatrixOrder>) {
         let t_len = steps + 1;
         let (g, e0, nu, depth) = (self.g(), self.eta0, self.nu, self.depth.max(1));
         let eg = e0 * g;
@@ -334,6 +380,145 @@ impl LinearNet {
                 None => top.h_side(t, eg, &rv_scaled, &cv),
             }
         }
+        // Each matrix's right vectors (v, or h^ℓ with its response to W^ℓᵀ's field) and left
+        // vectors (g^{ℓ+1} or w, with the response to W^ℓ's field).
+        let rv_own = Mat::from_fn(t_len, t_len, |i, j| rv[(i, j)] / g);
+        let orders = (0..depth)
+            .map(|l| {
+                let (c_right, r_right, ratio) = match l {
+                    0 => (cv.clone(), rv_own.clone(), nu),
+                    _ => (hidden[l - 1].ch.clone(), hidden[l - 1].qh.clone(), 1.0),
+                };
+                let (c_left, r_left) = match hidden.get(l) {
+                    Some(site) => (site.cg.clone(), site.pg.clone()),
+                    None => (top.cw.clone(), top.bw.clone()),
+                };
+                MatrixOrder { c_right, r_right, c_left, r_left, ratio, eg }
+            })
+            .collect();
+        (out, orders)
+    }
+}
+
+/// One weight matrix W (W⁰, N × D, or a hidden W^ℓ, N × N) seen from the DMFT: its update
+/// W(T) = W + η₀g Σ_{s<T} y(s)x(s)ᵀ (÷√N for W^ℓ) pairs right vectors x (v, or h^ℓ) with left
+/// vectors y (g^{ℓ+1}, or w). Each side's correlation and its response to the field this matrix
+/// sends it (module docs, "Outliers"), T × T at steps 0…T.
+#[derive(Clone, Debug)]
+pub struct MatrixOrder {
+    /// C_x(s, s′) = x(s)·x(s′) (input units) and R_x(s, s′) = ⟨∂x(s)/∂ĝ(s′)⟩, ĝ the
+    /// fluctuation of √D·W⁰ᵀy/N (of Wᵀy/√N for W^ℓ); R_x has a diagonal.
+    pub c_right: Mat<f64>,
+    pub r_right: Mat<f64>,
+    /// C_y(s, s′) = y(s)·y(s′)/N and R_y(s, s′) = ⟨∂y(s)/∂f(s′)⟩, f the fluctuation of W x
+    /// (W x/√N); strictly causal.
+    pub c_left: Mat<f64>,
+    pub r_left: Mat<f64>,
+    /// Rows over columns: ν for W⁰, 1 for W^ℓ (the bulk of WᵀW/N is MP of ratio 1/ratio).
+    pub ratio: f64,
+    /// η₀g, the size of each rank-one update.
+    pub eg: f64,
+}
+
+impl MatrixOrder {
+    /// The bulk of W(0)ᵀW(0)/N: MP of ratio (columns / rows) = 1/ratio (eq. 67).
+    pub fn bulk(&self) -> MarchenkoPastur {
+        MarchenkoPastur::new(1.0 / self.ratio)
+    }
+
+    /// The upper edge of the bulk, (1 + 1/√ratio)²; outliers lie above it.
+    pub fn edge(&self) -> f64 {
+        self.bulk().edges().1
+    }
+
+    /// The T × T blocks (C_x, R_x, C_y, R_y) over the updates s < T.
+    fn blocks(&self, t: usize) -> [Mat<f64>; 4] {
+        let cut = |m: &Mat<f64>| m.as_ref().submatrix(0, 0, t, t).to_owned();
+        [cut(&self.c_right), cut(&self.r_right), cut(&self.c_left), cut(&self.r_left)]
+    }
+
+    /// The probe's closure at z > edge (module docs, "Outliers"): the 4T × 4T map L(z) of the
+    /// overlaps (c, d) and couplings (κ, μ) onto themselves; z is an outlier of W(T)ᵀW(T)/N
+    /// exactly when 1 is an eigenvalue of L(z). Kept as the direct check of
+    /// [`MatrixOrder::outliers`].
+    pub fn closure(&self, t: usize, z: f64) -> Mat<f64> {
+        let [cx, rx, cy, ry] = self.blocks(t);
+        let (nu, eg) = (self.ratio, self.eg);
+        let sy = self.bulk().stieltjes_real(z);
+        let sh = 1.0 / (1.0 - sy / nu);
+        // Unknowns in the order c, d, κ, μ.
+        Mat::from_fn(4 * t, 4 * t, |i, j| {
+            let (bi, bj, a, b) = (i / t, j / t, i % t, j % t);
+            let id = if a == b { 1.0 } else { 0.0 };
+            match (bi, bj) {
+                (0, 1) => sy * rx[(a, b)] / nu,
+                (0, 3) => sy * cx[(a, b)],
+                (1, 0) => sh * ry[(a, b)],
+                (1, 2) => sh * cy[(a, b)],
+                (2, 0) => eg * id,
+                (2, 3) => sy * rx[(b, a)] / nu,
+                (3, 1) => eg * id,
+                (3, 2) => sh * ry[(b, a)],
+                _ => 0.0,
+            }
+        })
+    }
+
+    /// det(I − L(z)) for [`MatrixOrder::closure`]: zero at every outlier.
+    pub fn pole_determinant(&self, t: usize, z: f64) -> f64 {
+        let l = self.closure(t, z);
+        let n = l.nrows();
+        let m = Mat::from_fn(n, n, |i, j| if i == j { 1.0 } else { 0.0 } - l[(i, j)]);
+        m.determinant()
+    }
+
+    /// The z-independent 2T × 2T matrix K (module docs, "Outliers"): its real eigenvalues
+    /// θ > 1/s₊ are the outliers, s = 1/θ being the bulk's Stieltjes transform there.
+    pub fn pole_matrix(&self, t: usize) -> Mat<f64> {
+        let [cx, rx, cy, ry] = self.blocks(t);
+        let (nu, eg) = (self.ratio, self.eg);
+        let id = Mat::<f64>::identity(t, t);
+        // c = [R_x/ν, C_x](d; μ), κ = [ηR_x/ν, R_xᵀ/ν + ηC_x](d; μ) with η = η₀g.
+        let c_d = &rx * (1.0 / nu);
+        let c_mu = cx.clone();
+        let k_d = &rx * (eg / nu);
+        let k_mu = rx.transpose() * (1.0 / nu) + &cx * eg;
+        // d′ = d/ν + R_y c + C_y κ, μ′ = (μ − ηd)/ν + R_yᵀκ + ηd′.
+        let dd = &id * (1.0 / nu) + &ry * &c_d + &cy * &k_d;
+        let dm = &ry * &c_mu + &cy * &k_mu;
+        let md = &id * (-eg / nu) + ry.transpose() * &k_d + &dd * eg;
+        let mm = &id * (1.0 / nu) + ry.transpose() * &k_mu + &dm * eg;
+        Mat::from_fn(2 * t, 2 * t, |i, j| {
+            let (a, b) = (i % t, j % t);
+            match (i / t, j / t) {
+                (0, 0) => dd[(a, b)],
+                (0, 1) => dm[(a, b)],
+                (1, 0) => md[(a, b)],
+                _ => mm[(a, b)],
+            }
+        })
+    }
+
+    /// The outliers of W(T)ᵀW(T)/N after T updates, largest first: the real eigenvalues
+    /// θ > 1/s₊ of [`MatrixOrder::pole_matrix`], mapped by the inverse Stieltjes transform of the
+    /// bulk z(s) = (1 + (1 − c)s)/(s(1 − cs)), c = 1/ratio, s = 1/θ.
+    pub fn outliers(&self, t: usize) -> Vec<f64> {
+        if t == 0 {
+            return Vec::new();
+        }
+        let c = 1.0 / self.ratio;
+        let s_edge = 1.0 / (c.sqrt() + c);
+        let eig = self.pole_matrix(t).eigenvalues().unwrap_or_default();
+        let scale = eig.iter().map(|e| e.norm()).fold(1.0, f64::max);
+        let mut out: Vec<f64> = eig
+            .into_iter()
+            .filter(|e| e.im.abs() <= 1e-9 * scale && e.re * s_edge > 1.0 + 1e-12)
+            .map(|e| {
+                let s = 1.0 / e.re;
+                (1.0 + (1.0 - c) * s) / (s * (1.0 - c * s))
+            })
+            .collect();
+        out.sort_by(|a, b| b.total_cmp(a));
         out
     }
 }
@@ -449,6 +634,47 @@ impl TopSite {
 /// b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N, the updates (rate η = η₀g²N, all from the old values) are
 /// W⁰ += η₀g·b¹vᵀ, W^ℓ += η₀g·b^{ℓ+1}a^ℓᵀ/√N, w += η₀g·a^L, and u = W⁰ᵀb¹/(gN).
 pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCurves {
+    simulate_observed(net, n, steps, seed, &mut |_, _| {})
+}
+
+/// [`simulate`], and the top `k` eigenvalues of every layer's W^ℓᵀW^ℓ/N after each step in `at`
+/// (ascending): `[checkpoint][layer]`, largest first — the ground truth of
+/// [`LinearNet::outliers`].
+pub fn simulate_outliers(
+    net: &LinearNet,
+    n: usize,
+    steps: usize,
+    seed: u64,
+    at: &[usize],
+    k: usize,
+) -> (LinearCurves, Vec<Vec<Vec<f64>>>) {
+    let mut tops = Vec::new();
+    let curves = simulate_observed(net, n, steps, seed, &mut |t, layers| {
+        if at.contains(&t) {
+            tops.push(layers.iter().map(|m| top_gram_eigenvalues(m, k)).collect());
+        }
+    });
+    (curves, tops)
+}
+
+/// The top `k` eigenvalues of WᵀW/N for an N × m matrix W, from its smaller Gram matrix.
+fn top_gram_eigenvalues(w: &Mat<f64>, k: usize) -> Vec<f64> {
+    let n = w.nrows() as f64;
+    let gram = if w.ncols() <= w.nrows() { w.transpose() * w } else { w * w.transpose() };
+    let mut e = gram.self_adjoint_eigenvalues(faer::Side::Lower).unwrap_or_default();
+    e.reverse();
+    e.truncate(k);
+    e.iter().map(|x| x / n).collect()
+}
+
+/// [`simulate`] with `observe(t, [W⁰, W¹, …])` called on the weights after t updates, t = 0…T.
+fn simulate_observed(
+    net: &LinearNet,
+    n: usize,
+    steps: usize,
+    seed: u64,
+    observe: &mut dyn FnMut(usize, &[&Mat<f64>]),
+) -> LinearCurves {
     let d = ((n as f64) / net.nu).round() as usize;
     let p = ((d as f64) * net.alpha).round() as usize;
     let depth = net.depth.max(1);
@@ -469,6 +695,8 @@ pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCur
     let eps: Col<f64> = Col::from_fn(p, |i| net.label_noise.sqrt() * noise[(i, 0)]);
     let mut out = LinearCurves::default();
     for t in 0..=steps {
+        let layers: Vec<&Mat<f64>> = std::iter::once(&w0).chain(hidden.iter()).collect();
+        observe(t, &layers);
         // Backward fields b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N (index ℓ − 1).
         let mut back = vec![w.clone(); depth];
         for l in (1..depth).rev() {
@@ -541,6 +769,48 @@ mod tests {
                 if fine.train[t] > 0.01 * fine.train[0] {
                     let train = ((c.train[t] - fine.train[t]) / fine.train[t]).abs();
                     assert!(train < 1e-10, "α = {alpha}, t = {t}: train {} vs {}", c.train[t], fine.train[t]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn outliers_from_the_eigenproblem_are_the_roots_of_the_pole_determinant() {
+        // The reduction (a 2T × 2T eigenproblem and the inverse Stieltjes map) against a direct
+        // root-finder of det(I − L(z)) over z above the edge: same count, same places.
+        // Measured: every root within 1e-9 (relative) of an eigenproblem outlier.
+        let cases = [
+            (LinearNet::reference(1), 20),
+            (LinearNet { nu: 0.5, alpha: 0.5, eta0: 0.05, ..LinearNet::reference(1) }, 20),
+            (LinearNet { parameterization: Parameterization::Ntk, nu: 4.0, ..LinearNet::reference(2) }, 16),
+            (LinearNet::reference(3), 12),
+        ];
+        for (net, t) in cases {
+            let (_, orders) = net.solve_with_orders(t);
+            for (l, m) in orders.iter().enumerate() {
+                let want = m.outliers(t);
+                // Scan z from far above down to the edge on a log grid; bisect each sign change.
+                let (edge, top) = (m.edge(), 20.0 * m.edge());
+                let zs: Vec<f64> =
+                    (0..=3000).map(|k| top * (edge / top).powf(k as f64 / 3000.0) * (1.0 + 1e-9)).collect();
+                let f = |z: f64| m.pole_determinant(t, z);
+                let mut roots = Vec::new();
+                for pair in zs.windows(2) {
+                    let (mut hi, mut lo) = (pair[0], pair[1]);
+                    if f(hi).signum() == f(lo).signum() {
+                        continue;
+                    }
+                    let f_hi = f(hi).signum();
+                    for _ in 0..80 {
+                        let mid = 0.5 * (hi + lo);
+                        if f(mid).signum() == f_hi { hi = mid } else { lo = mid }
+                    }
+                    roots.push(0.5 * (hi + lo));
+                }
+                assert_eq!(roots.len(), want.len(), "layer {l} of {net:?}: roots {roots:?} vs {want:?}");
+                assert!(!want.is_empty() || l > 0, "layer {l} of {net:?}: no outlier to check");
+                for (r, w) in roots.iter().zip(&want) {
+                    assert!(((r - w) / w).abs() < 1e-9, "layer {l} of {net:?}: root {r} vs {w}");
                 }
             }
         }
