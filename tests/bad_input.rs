@@ -368,6 +368,24 @@ const CASES: &[Case] = &[
     case("extensive layer past the depth", "theory extensive --layers 2 --layer 2 --out th", 2, &["--layer", "0 … 1"]),
     case("extensive zero layers", "theory extensive --layers 0 --out th", 2, &["--layers", "1 to 6"]),
     case(
+        "linear outputs of a deep network",
+        "theory linear --depth 2 --teacher-scales 1,0.5 --out th",
+        2,
+        &["--teacher-scales", "L = 1"],
+    ),
+    case(
+        "linear negative teacher scale",
+        "theory linear --teacher-scales=1,-0.5 --out th",
+        2,
+        &["--teacher-scales", "s_c ≥ 0"],
+    ),
+    case(
+        "linear outputs past the dense size",
+        "theory linear --teacher-scales 1,0.5 --steps 600 --out th",
+        2,
+        &["super-indices", "--steps 511"],
+    ),
+    case(
         "extensive scan of a deep network",
         "theory extensive --layers 2 --scan-simulate 400 --out th",
         2,

@@ -495,8 +495,10 @@ DMFT (module docs of src/theory/linear.rs) is marched in time without fixed-poin
 For each ν of --nu, prints the final train and test loss of μP and NTK and writes
 linear-losses.csv (every step) and linear.png/svg; then each layer's outliers (App. E.12: the
 pole conditions of the module docs, a 2T × 2T eigenproblem per step): escape step and final top
-outlier, linear-outliers.csv and linear-outliers.png/svg. With --simulate D: direct GD at D,
-N = νD, P = αD over --seeds (mean ± standard error; every layer's top eigenvalues at 9 steps).
+outlier, linear-outliers.csv and linear-outliers.png/svg; for L = 1 with full batches the top
+eigenvalue of the training-set NTK (η·λ_max against 2, the edge of stability; App. E.15's
+population NTK too): linear-ntk.csv and linear-ntk.png/svg. With --simulate D: direct GD at D,
+N = νD, P = αD over --seeds (mean ± standard error; the spectra at 9 steps).
 
   specdyn theory linear --nu 2,4,8 --alpha 2 --gamma0 8 --eta0 0.02 --steps 128 --out runs/linear
 
@@ -522,6 +524,11 @@ Cost O((100 + L)·T³) per (ν, parameterization) with 100 quadrature nodes of t
         /// Online SGD: a fresh batch of αD samples every step (α is then the batch ratio).
         #[arg(long)]
         online: bool,
+        /// Several outputs (App. E.13): one teacher scale s_c per output, y_c = s_c·β_c·x/√D
+        /// (any linear teacher reduces to its singular values); L = 1, full batch. Writes
+        /// linear-classes.csv/png with the first layer's up to C outliers.
+        #[arg(long, value_delimiter = ',', value_name = "S1,S2,...")]
+        teacher_scales: Vec<f64>,
         /// GD steps T.
         #[arg(long, default_value_t = 128)]
         steps: usize,
@@ -1036,6 +1043,7 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             eta0,
             label_noise,
             online,
+            teacher_scales,
             steps,
             simulate,
             seeds,
@@ -1043,6 +1051,30 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
             quiet,
             threads,
         } => {
+            if !teacher_scales.is_empty() {
+                if depth != 1 || online || label_noise != 0.0 {
+                    return Err(Error::config(
+                        "--teacher-scales (several outputs) is built for L = 1 with full batches and no label noise",
+                        "drop --depth, --online and --label-noise, or drop --teacher-scales",
+                    ));
+                }
+                if teacher_scales.len() > 16 || teacher_scales.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
+                    return Err(Error::config(
+                        format!("--teacher-scales {teacher_scales:?}: give 1 to 16 scales s_c ≥ 0"),
+                        "e.g. --teacher-scales 1,0.85,0.7,0.55,0.4",
+                    ));
+                }
+                let size = (steps + 1) * teacher_scales.len();
+                if size > 1024 {
+                    return Err(Error::config(
+                        format!(
+                            "--steps {steps} with {} outputs: the class solve is dense in (T + 1)·C = {size} super-indices (memory ∝ 100·{size}²)",
+                            teacher_scales.len()
+                        ),
+                        format!("keep (T + 1)·C ≤ 1024, e.g. --steps {}", 1024 / teacher_scales.len() - 1),
+                    ));
+                }
+            }
             if !(label_noise.is_finite() && label_noise >= 0.0) {
                 return Err(Error::config(
                     format!("--label-noise {label_noise} is not a variance"),
@@ -1074,7 +1106,11 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                 online,
                 depth,
             };
-            rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
+            if teacher_scales.is_empty() {
+                rep::linear(&base, &nu, steps, common.simulate, common.seeds, &common.out, common.quiet)?
+            } else {
+                rep::linear_classes(&base, &nu, &teacher_scales, steps, common.simulate, common.seeds, &common.out)?
+            }
         }
         TheoryModel::Mup { config, overrides, out, scan, quiet, dmft } => {
             let opts = dmft.options()?;

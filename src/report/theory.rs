@@ -813,7 +813,7 @@ pub fn linear(
     out: &Path,
     quiet: bool,
 ) -> Result<Vec<PathBuf>> {
-    use crate::theory::linear::{LinearNet, Parameterization, simulate_outliers};
+    use crate::theory::linear::{LinearNet, Parameterization, simulate_spectra};
     use rayon::prelude::*;
     prepare(out)?;
     let pars = [Parameterization::Mup, Parameterization::Ntk];
@@ -832,6 +832,14 @@ pub fn linear(
     // Outlier panels: one per (parameterization, layer).
     let mut outlier_panels: Vec<Panel> = Vec::new();
     let mut outlier_rows = Vec::new();
+    // The NTK's top (L = 1, full batch): 17 steps, one panel per parameterization.
+    let with_ntk = depth == 1 && !base.online;
+    let ntk_at: Vec<usize> =
+        (0..=16).map(|k| k * steps / 16).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut ntk_csv =
+        String::from("parameterization,nu,step,readout,population_top,edge,top,eta0_top,sim_top,sim_top_se\n");
+    let mut ntk_panels: Vec<Panel> = Vec::new();
+    let mut ntk_rows = Vec::new();
     let pb = bar((pars.len() * nus.len()) as u64, quiet, "solving");
     let mut panels = Vec::new();
     println!(
@@ -855,10 +863,23 @@ pub fn linear(
             // Seed means and standard errors: (train, its SE, test, its SE).
             let mut sim: Option<[Vec<f64>; 4]> = None;
             let mut sim_tops: Option<SimTops> = None;
+            // [checkpoint] seed mean and SE of the training-set NTK's top eigenvalue.
+            let mut sim_ntk: Option<Vec<(f64, f64)>> = None;
             if let Some(d) = simulate_d {
                 let n = (*nu * d as f64).round() as usize;
-                let (runs, spectra): (Vec<_>, Vec<_>) =
-                    (0..seeds).map(|s| simulate_outliers(&net, n, steps, s, &sim_at, 2)).unzip();
+                let sims: Vec<_> = (0..seeds).map(|s| simulate_spectra(&net, n, steps, s, &sim_at, 2)).collect();
+                let runs: Vec<_> = sims.iter().map(|s| s.curves.clone()).collect();
+                let spectra: Vec<_> = sims.iter().map(|s| s.layers.clone()).collect();
+                if with_ntk {
+                    sim_ntk = Some(
+                        (0..sim_at.len())
+                            .map(|k| {
+                                let (m, sd) = mean_sd(&sims.iter().map(|s| s.ntk[k][0]).collect::<Vec<_>>());
+                                (m, sd / (seeds as f64).sqrt())
+                            })
+                            .collect(),
+                    );
+                }
                 let stat_of = |xs: Vec<f64>| {
                     let (m, sd) = mean_sd(&xs);
                     (m, sd / (seeds as f64).sqrt())
@@ -961,6 +982,60 @@ pub fn linear(
                     panel.ref_lines.push(RefLine { value: edge, label: "bulk edge".into(), vertical: false });
                 }
             }
+            if let Some(tops) = with_ntk.then(|| net.ntk(steps, &ntk_at)).flatten() {
+                let e0 = net.eta0;
+                for top in &tops {
+                    let sim_part = match (&sim_ntk, sim_at.iter().position(|s| *s == top.step)) {
+                        (Some(st), Some(k)) => format!("{},{}", st[k].0, st[k].1),
+                        _ => ",".into(),
+                    };
+                    ntk_csv.push_str(&format!(
+                        "{},{nu},{},{},{},{},{},{},{sim_part}\n",
+                        name(par),
+                        top.step,
+                        top.readout,
+                        top.population,
+                        top.edge,
+                        top.top(),
+                        e0 * top.top()
+                    ));
+                }
+                let last = tops.last().map(|t| e0 * t.top()).unwrap_or(f64::NAN);
+                let peak = tops.iter().map(|t| e0 * t.top()).fold(f64::NAN, f64::max);
+                let sim_last = sim_ntk.as_ref().and_then(|st| st.last()).map(|(m, se)| (e0 * m, e0 * se));
+                ntk_rows.push((name(par), *nu, peak, last, sim_last));
+                let idx = pars.iter().position(|p| *p == par).unwrap_or(0);
+                if ntk_panels.len() <= idx {
+                    ntk_panels.resize_with(idx + 1, Panel::default);
+                }
+                let panel = &mut ntk_panels[idx];
+                panel.title = format!("{}: η·λ_max of the training-set NTK", name(par));
+                panel.x_label = "step".into();
+                panel.y_label = "η₀·λ_max(KΣ̂)".into();
+                panel.series.push(Series {
+                    label: format!("DMFT ν = {nu}"),
+                    points: tops.iter().map(|t| (t.step as f64, e0 * t.top())).collect(),
+                    color: k,
+                    ..Default::default()
+                });
+                if let Some(st) = &sim_ntk {
+                    panel.series.push(Series {
+                        label: format!("GD N = {}", (*nu * simulate_d.unwrap_or(0) as f64).round()),
+                        points: sim_at.iter().zip(st).map(|(t, (m, _))| (*t as f64, e0 * m)).collect(),
+                        y_err: st.iter().map(|(_, se)| e0 * se).collect(),
+                        color: k,
+                        markers: true,
+                        ..Default::default()
+                    });
+                }
+                if k == 0 {
+                    panel.ref_lines.push(RefLine {
+                        value: 2.0,
+                        label: "2 (edge of stability)".into(),
+                        vertical: false,
+                    });
+                }
+            }
             series.push(Series {
                 label: format!("DMFT ν = {nu}"),
                 points: th.test.iter().enumerate().map(|(t, v)| (t as f64, *v)).collect(),
@@ -1036,6 +1111,153 @@ pub fn linear(
         panel_size: (600, 420),
     };
     files.extend(save_figure(&fig, &out.join("linear-outliers"))?);
+    if with_ntk {
+        println!(
+            "\nTop of the training-set NTK (η·λ_max = η₀·λ_max(KΣ̂); above 2 full-batch GD cannot settle along its top mode: a period-2 orbit (the edge of stability) or divergence):"
+        );
+        println!("{:<5} {:>6} {:>12} {:>12} {:>22}", "par", "ν", "peak", "final", "simulated final");
+        for (par, nu, peak, last, sim_last) in &ntk_rows {
+            println!(
+                "{par:<5} {nu:>6} {peak:>12.4} {last:>12.4} {:>22}",
+                sim_last.map(|(m, se)| format!("{m:.4} ± {se:.4}")).unwrap_or_else(|| "-".into())
+            );
+        }
+        files.push(write_text(&out.join("linear-ntk.csv"), &ntk_csv)?);
+        let fig = Figure {
+            title: format!(
+                "Linear network (L = 1): top NTK eigenvalue on the training set — α = {}, γ₀ = {}, η₀ = {}",
+                base.alpha, base.gamma0, base.eta0
+            ),
+            panels: ntk_panels,
+            columns: 2,
+            panel_size: (600, 420),
+        };
+        files.extend(save_figure(&fig, &out.join("linear-ntk"))?);
+    }
+    Ok(files)
+}
+
+/// `specdyn theory linear --teacher-scales`: several outputs at L = 1 (App. E.13), the first
+/// layer's outliers per output next to direct GD's top eigenvalues.
+pub fn linear_classes(
+    base: &crate::theory::linear::LinearNet,
+    nus: &[f64],
+    scales: &[f64],
+    steps: usize,
+    simulate_d: Option<usize>,
+    seeds: u64,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    use crate::theory::linear::{LinearClasses, LinearNet, Parameterization, simulate_classes};
+    use rayon::prelude::*;
+    prepare(out)?;
+    let cls = scales.len();
+    let name = |p: Parameterization| if p == Parameterization::Mup { "mup" } else { "ntk" };
+    let grid: Vec<usize> = (0..=steps).step_by(steps.div_ceil(64).max(1)).chain([steps]).collect();
+    let grid: Vec<usize> =
+        grid.iter().copied().enumerate().filter(|(i, t)| *i == 0 || grid[i - 1] != *t).map(|(_, t)| t).collect();
+    let sim_at: Vec<usize> =
+        (0..=8).map(|k| k * steps / 8).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut csv = String::from("parameterization,nu,step,test,rank,edge,dmft,sim,sim_se\n");
+    let mut panels = Vec::new();
+    println!(
+        "Linear network (L = 1) with {cls} outputs, teacher scales {scales:?}: α = {}, γ₀ = {}, η₀ = {}, T = {steps}",
+        base.alpha, base.gamma0, base.eta0
+    );
+    println!("{:<5} {:>6} {:>12}  first-layer outliers at T (DMFT; GD mean ± SE)", "par", "ν", "final test");
+    for par in [Parameterization::Mup, Parameterization::Ntk] {
+        for nu in nus {
+            let problem =
+                LinearClasses { net: LinearNet { nu: *nu, parameterization: par, ..*base }, scales: scales.to_vec() };
+            let (curves, order) = problem.solve(steps);
+            let edge = order.edge();
+            let tops: Vec<Vec<f64>> = grid.par_iter().map(|&t| order.outliers(t * cls)).collect();
+            // [checkpoint][rank] seed mean and SE of the top C eigenvalues.
+            let sim: Option<Vec<Vec<(f64, f64)>>> = simulate_d.map(|d| {
+                let n = (*nu * d as f64).round() as usize;
+                let runs: Vec<_> = (0..seeds).map(|s| simulate_classes(&problem, n, steps, s, &sim_at, cls)).collect();
+                (0..sim_at.len())
+                    .map(|k| {
+                        (0..cls)
+                            .map(|r| {
+                                let (m, sd) = mean_sd(&runs.iter().map(|x| x.1[k][r]).collect::<Vec<_>>());
+                                (m, sd / (seeds as f64).sqrt())
+                            })
+                            .collect()
+                    })
+                    .collect()
+            });
+            for (i, &t) in grid.iter().enumerate() {
+                for r in 0..cls {
+                    let th = tops[i].get(r).map(|v| v.to_string()).unwrap_or_default();
+                    let sim_part = match (&sim, sim_at.iter().position(|s| *s == t)) {
+                        (Some(st), Some(k)) => format!("{},{}", st[k][r].0, st[k][r].1),
+                        _ => ",".into(),
+                    };
+                    csv.push_str(&format!("{},{nu},{t},{},{r},{edge},{th},{sim_part}\n", name(par), curves.test[t]));
+                }
+            }
+            let last = tops.last().cloned().unwrap_or_default();
+            let fmt_th: Vec<String> = last.iter().map(|v| format!("{v:.4}")).collect();
+            let fmt_sim: Vec<String> = sim
+                .as_ref()
+                .and_then(|st| st.last())
+                .map(|row| row.iter().map(|(m, se)| format!("{m:.4} ± {se:.4}")).collect())
+                .unwrap_or_default();
+            println!(
+                "{:<5} {nu:>6} {:>12.4e}  {}{}",
+                name(par),
+                curves.test[steps],
+                fmt_th.join(", "),
+                if fmt_sim.is_empty() { String::new() } else { format!("; GD {}", fmt_sim.join(", ")) }
+            );
+            let mut series = Vec::new();
+            for r in 0..cls {
+                series.push(Series {
+                    label: format!("DMFT outlier {} (s = {})", r + 1, {
+                        let mut sorted = scales.to_vec();
+                        sorted.sort_by(|a, b| b.total_cmp(a));
+                        sorted[r]
+                    }),
+                    points: grid
+                        .iter()
+                        .zip(&tops)
+                        .map(|(t, o)| (*t as f64, o.get(r).copied().unwrap_or(edge)))
+                        .collect(),
+                    color: r,
+                    ..Default::default()
+                });
+                if let Some(st) = &sim {
+                    series.push(Series {
+                        label: format!("GD eigenvalue {}", r + 1),
+                        points: sim_at.iter().zip(st).map(|(t, row)| (*t as f64, row[r].0)).collect(),
+                        y_err: st.iter().map(|row| row[r].1).collect(),
+                        color: r,
+                        markers: true,
+                        ..Default::default()
+                    });
+                }
+            }
+            panels.push(Panel {
+                title: format!("{} ν = {nu}: top eigenvalues of W⁰ᵀW⁰/N", name(par)),
+                x_label: "step".into(),
+                y_label: "eigenvalue (the bulk edge where no outlier)".into(),
+                series,
+                ref_lines: vec![RefLine { value: edge, label: "bulk edge".into(), vertical: false }],
+                ..Default::default()
+            });
+        }
+    }
+    let mut files = vec![write_text(&out.join("linear-classes.csv"), &csv)?];
+    let fig = Figure {
+        title: format!(
+            "Linear network (L = 1), {cls} outputs (App. E.13): one outlier per teacher above the BBP threshold"
+        ),
+        panels,
+        columns: nus.len().clamp(1, 3),
+        panel_size: (600, 420),
+    };
+    files.extend(save_figure(&fig, &out.join("linear-classes"))?);
     Ok(files)
 }
 

@@ -3,8 +3,8 @@
 //! descent — L = 1 and 2 as derived and checked in `docs/deep-linear-dmft.md` of the brief, any
 //! L by the chain of sites below (checked against direct GD at L = 1, 2, 3 in
 //! `tests/linear.rs`), with or without label noise, full batch or online SGD, and the outliers
-//! of every layer's trained weights (App. E.12; derived here, "Outliers" below). Several outputs
-//! are not built yet.
+//! of every layer's trained weights (App. E.12; derived here, "Outliers" below), the top NTK
+//! mode ("NTK"), and several outputs at L = 1 ([`LinearClasses`], App. E.13).
 //!
 //! **Convention** (the one with a proportional limit). x_μ ~ N(0, I_D), μ = 1…P, a fixed
 //! training set; teacher β ~ N(0, I_D), y = β·x/√D; W⁰ ∈ R^{N×D} and readout w ∈ R^N i.i.d.
@@ -98,6 +98,20 @@
 //! c = 1/r, the transform at the edge) is an outlier z = (1 + (1 − c)s)/(s(1 − cs)), the inverse
 //! of the MP Stieltjes transform. Label noise and online batches only add sources independent
 //! of W, so the same closure should hold with their C_x (not yet checked against GD).
+//!
+//! **NTK** (L = 1; App. E.15 and the edge of stability; derived here). For f = wᵀW⁰x/(gN) the
+//! NTK is Θ(x, x′) = xᵀKx′/(g²N) with K = C_w(T, T)·I + W⁰ᵀW⁰/N, and η = η₀g²N, so ηΘ = η₀xᵀKx′.
+//! On the population (x ~ N(0, I)) its spectrum is K's: the first layer's shifted by the readout
+//! term C_w(T, T) (E.15; [`NtkTop::population`]). Full-batch GD on the training set moves the
+//! residuals by (η₀/P)XKXᵀ, whose nonzero spectrum is that of KΣ̂: GD is stable while η₀ times its
+//! top stays below 2. Its outliers come from the same probe with the input-site equation
+//! z p = Σ̂(C_w p + W(T)ᵀh̃/N): at a site of eigenvalue λ the probe is ψ_λ·(b̂_h̃ + Σ_k μ_k x(k))
+//! with ψ_λ = φ/(1 − φ s_h), φ = λ/(z − λC_w). Then s = E_λ[ψ_λ] replaces the MP transform, and
+//! since x(s) = ṽ(s) depends on λ, the closure's s·C_x and s·R_x become E_λ[ψ_λC_v^λ] and
+//! E_λ[ψ_λR_v^λ] with the per-node C_v^λ = λ²G_λSG_λᵀ, R_v^λ = −λG_λ/g ([`InputNodes`]). For each
+//! s ∈ (0, ν) one z(s) solves s = E_λ[ψ_λ(z)]; the bulk edge is the minimum of z(s), and the
+//! outliers are the zeros of det(I − N(s)) on the branch s below it (N: the closure with c and κ
+//! eliminated, 2T × 2T). With Σ̂ = I it is exactly the first layer shifted by C_w (unit test).
 
 use super::rmt::MarchenkoPastur;
 use crate::rng::{Purpose, normals, stream};
@@ -200,13 +214,26 @@ impl LinearNet {
 
     /// [`LinearNet::solve`] with `nodes` quadrature nodes of the MP law of Σ̂.
     pub fn solve_with_nodes(&self, steps: usize, nodes: usize) -> LinearCurves {
-        self.march(steps, nodes).0
+        self.march(steps, nodes, false).0
     }
 
     /// The losses and, for every weight matrix W⁰ … W^{L−1}, the order parameters of its two
     /// sides ([`MatrixOrder`]), from which its outliers follow.
     pub fn solve_with_orders(&self, steps: usize) -> (LinearCurves, Vec<MatrixOrder>) {
-        self.march(steps, NODES)
+        let (curves, orders, _) = self.march(steps, NODES, false);
+        (curves, orders)
+    }
+
+    /// The top of the NTK of an L = 1 network trained by full-batch GD at each step of `at`
+    /// (module docs, "NTK"). `None` for deeper networks and online SGD.
+    pub fn ntk(&self, steps: usize, at: &[usize]) -> Option<Vec<NtkTop>> {
+        if self.depth > 1 || self.online {
+            return None;
+        }
+        let (_, orders, nodes) = self.march(steps, NODES, true);
+        let nodes = nodes?;
+        let first = orders.first()?;
+        Some(at.par_iter().map(|&t| ntk_top(first, &nodes, t.min(steps))).collect())
     }
 
     /// The outliers of every layer's W^ℓ(t)ᵀW^ℓ(t)/N at every step t = 0…T (largest first;
@@ -217,7 +244,13 @@ impl LinearNet {
     }
 
     /// The time march behind [`LinearNet::solve`] (module docs).
-    fn march(&self, steps: usize, nodes: usize) -> (LinearCurves, Vec<MatrixOrder>) {
+    /// `keep_nodes`: also return the input site's per-node correlations and responses.
+    fn march(
+        &self,
+        steps: usize,
+        nodes: usize,
+        keep_nodes: bool,
+    ) -> (LinearCurves, Vec<MatrixOrder>, Option<InputNodes>) {
         let t_len = steps + 1;
         let (g, e0, nu, depth) = (self.g(), self.eta0, self.nu, self.depth.max(1));
         let eg = e0 * g;
@@ -396,7 +429,24 @@ impl LinearNet {
                 MatrixOrder { c_right, r_right, c_left, r_left, ratio, eg }
             })
             .collect();
-        (out, orders)
+        // Per node: C_v^λ = λ²(G_λS)G_λᵀ (+ label noise), R_v^λ = −λG_λ/g (full batch only).
+        let kept = (keep_nodes && !online).then(|| {
+            let (c_v, r_v): (Vec<Mat<f64>>, Vec<Mat<f64>>) = (0..q)
+                .into_par_iter()
+                .map(|j| {
+                    let (l, gm, hm, g1m) = (lam[j], &gl[j], &hl[j], &g1[j]);
+                    let nl = if l > 0.0 { noise * l / alpha } else { 0.0 };
+                    let c = Mat::from_fn(t_len, t_len, |a, b| {
+                        let hg: f64 = (0..=b).map(|r| hm[a * t_len + r] * gm[b * t_len + r]).sum();
+                        l * l * hg + nl * g1m[a] * g1m[b]
+                    });
+                    let r = Mat::from_fn(t_len, t_len, |a, b| if b <= a { -l * gm[a * t_len + b] / g } else { 0.0 });
+                    (c, r)
+                })
+                .unzip();
+            InputNodes { lambda: lam.clone(), weight: wq.clone(), c_v, r_v }
+        });
+        (out, orders, kept)
     }
 }
 
@@ -628,33 +678,384 @@ impl TopSite {
     }
 }
 
+/// The input site's Σ̂-eigenvalue nodes with their own correlations and responses (full batch):
+/// C_v^λ = λ²G_λSG_λᵀ (+ the label noise's (λσ_ε²/α)(G_λ1)(G_λ1)ᵀ) and R_v^λ = −λG_λ/g, the
+/// response to the field ĝ of [`MatrixOrder`]; their λ-averages are C_v and R_v.
+#[derive(Clone, Debug)]
+pub struct InputNodes {
+    pub lambda: Vec<f64>,
+    pub weight: Vec<f64>,
+    pub c_v: Vec<Mat<f64>>,
+    pub r_v: Vec<Mat<f64>>,
+}
+
+/// The spectrum's top of the NTK of an L = 1 network after T steps (module docs, "NTK"), in
+/// units where η times the NTK's eigenvalue on the training set is η₀ times these.
+#[derive(Clone, Debug)]
+pub struct NtkTop {
+    pub step: usize,
+    /// The readout term C_w(T, T) = |w|²/N that E.15 shifts the first layer's spectrum by.
+    pub readout: f64,
+    /// Population NTK (x ~ N(0, I)): C_w(T, T) + the largest eigenvalue of W⁰(T)ᵀW⁰(T)/N
+    /// (its top outlier, or the MP edge) — App. E.15.
+    pub population: f64,
+    /// Training-set NTK KΣ̂ (K = C_w I + W⁰ᵀW⁰/N): the upper edge of its bulk and its outliers,
+    /// largest first.
+    pub edge: f64,
+    pub outliers: Vec<f64>,
+}
+
+impl NtkTop {
+    /// The largest eigenvalue of KΣ̂: the top outlier, or the bulk edge.
+    pub fn top(&self) -> f64 {
+        self.outliers.first().copied().unwrap_or(self.edge)
+    }
+}
+
+/// ψ_λ = φ/(1 − φ s_h) with φ = λ/(z − λC_w): the input-site probe's transfer (module docs, "NTK").
+fn ntk_psi(z: f64, s_h: f64, lambda: f64, readout: f64) -> f64 {
+    let phi = lambda / (z - lambda * readout);
+    phi / (1.0 - phi * s_h)
+}
+
+impl InputNodes {
+    /// z(s): the z > max_λ λ(C_w + s_h) with E_λ[ψ_λ(z)] = s (E_λ[ψ] falls from +∞ to 0 there,
+    /// so the root is unique), for 0 < s < ν. The bulk's inverse Stieltjes-like map.
+    fn z_of_s(&self, s: f64, nu: f64, readout: f64) -> f64 {
+        let s_h = 1.0 / (1.0 - s / nu);
+        let lo = self.lambda.iter().map(|l| l * (readout + s_h)).fold(0.0, f64::max);
+        let f = |z: f64| {
+            self.lambda.iter().zip(&self.weight).map(|(l, w)| w * ntk_psi(z, s_h, *l, readout)).sum::<f64>() - s
+        };
+        let (mut a, mut b) = (lo * (1.0 + 1e-15) + 1e-300, 2.0 * lo + 2.0 / s);
+        while f(b) > 0.0 {
+            b *= 2.0;
+        }
+        for _ in 0..200 {
+            let mid = 0.5 * (a + b);
+            if f(mid) > 0.0 {
+                a = mid
+            } else {
+                b = mid
+            }
+            if b - a <= 1e-14 * b {
+                break;
+            }
+        }
+        0.5 * (a + b)
+    }
+}
+
+/// One step's [`NtkTop`]: the population top by E.15, the training-set edge as the minimum of
+/// z(s) and its outliers as the zeros of det(I − N(s)) on the branch below it.
+fn ntk_top(m: &MatrixOrder, nodes: &InputNodes, t: usize) -> NtkTop {
+    let readout = m.c_left[(t, t)];
+    let population = readout + m.outliers(t).first().copied().unwrap_or(m.edge());
+    let nu = m.ratio;
+    let z = |s: f64| nodes.z_of_s(s, nu, readout);
+    // The bulk edge: scan z(s) over (0, ν), then a golden-section search around the minimum.
+    let k_scan = 200;
+    let s_at = |k: usize| nu * (k as f64 + 0.5) / k_scan as f64;
+    let k_min = (0..k_scan).min_by(|a, b| z(s_at(*a)).total_cmp(&z(s_at(*b)))).unwrap_or(0);
+    let (mut a, mut b) =
+        (s_at(k_min.saturating_sub(1)) * if k_min == 0 { 0.5 } else { 1.0 }, s_at((k_min + 1).min(k_scan - 1)));
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..80 {
+        let (x1, x2) = (b - ratio * (b - a), a + ratio * (b - a));
+        if z(x1) < z(x2) { b = x2 } else { a = x1 }
+    }
+    let s_edge = 0.5 * (a + b);
+    let edge = z(s_edge);
+    let mut outliers = Vec::new();
+    if t > 0 {
+        let f = |s: f64| ntk_determinant(m, nodes, t, s, z(s));
+        let k_det = 160;
+        let grid: Vec<f64> = (1..=k_det).map(|k| s_edge * k as f64 / k_det as f64 * (1.0 - 1e-9)).collect();
+        let vals: Vec<f64> = grid.iter().map(|s| f(*s)).collect();
+        for k in 0..k_det - 1 {
+            if vals[k].signum() == vals[k + 1].signum() {
+                continue;
+            }
+            let (mut lo, mut hi, f_lo) = (grid[k], grid[k + 1], vals[k].signum());
+            for _ in 0..50 {
+                let mid = 0.5 * (lo + hi);
+                if f(mid).signum() == f_lo { lo = mid } else { hi = mid }
+            }
+            outliers.push(z(0.5 * (lo + hi)));
+        }
+    }
+    outliers.sort_by(|a, b| b.total_cmp(a));
+    NtkTop { step: t, readout, population, edge, outliers }
+}
+
+/// det(I − N(s)) at z = z(s): the probe closure of [`MatrixOrder::closure`] with the input
+/// site's transfer ψ_λ in place of the MP transform (module docs, "NTK"), c and κ eliminated.
+fn ntk_determinant(m: &MatrixOrder, nodes: &InputNodes, t: usize, s: f64, z: f64) -> f64 {
+    let (nu, eg, readout) = (m.ratio, m.eg, m.c_left[(t, t)]);
+    let s_h = 1.0 / (1.0 - s / nu);
+    let mut cx = Mat::<f64>::zeros(t, t);
+    let mut rx = Mat::<f64>::zeros(t, t);
+    for (j, (l, w)) in nodes.lambda.iter().zip(&nodes.weight).enumerate() {
+        let p = w * ntk_psi(z, s_h, *l, readout);
+        for b in 0..t {
+            for a in 0..t {
+                cx[(a, b)] += p * nodes.c_v[j][(a, b)];
+                rx[(a, b)] += p * nodes.r_v[j][(a, b)];
+            }
+        }
+    }
+    let cut = |x: &Mat<f64>| x.as_ref().submatrix(0, 0, t, t).to_owned();
+    let (cy, ry) = (cut(&m.c_left), cut(&m.r_left));
+    let id = Mat::<f64>::identity(t, t);
+    let c_d = &rx * (1.0 / nu);
+    let k_d = &rx * (eg / nu);
+    let k_mu = rx.transpose() * (1.0 / nu) + &cx * eg;
+    let n_dd = (&ry * &c_d + &cy * &k_d) * s_h;
+    let n_dm = (&ry * &cx + &cy * &k_mu) * s_h;
+    let n_md = ry.transpose() * &k_d * s_h + &id * eg;
+    let n_mm = ry.transpose() * &k_mu * s_h;
+    let i_minus_n = Mat::from_fn(2 * t, 2 * t, |i, j| {
+        let (a, b) = (i % t, j % t);
+        let n = match (i / t, j / t) {
+            (0, 0) => n_dd[(a, b)],
+            (0, 1) => n_dm[(a, b)],
+            (1, 0) => n_md[(a, b)],
+            _ => n_mm[(a, b)],
+        };
+        if i == j { 1.0 - n } else { -n }
+    });
+    i_minus_n.determinant()
+}
+
+/// A two-layer (L = 1) linear network with C outputs f_c = w_cᵀW⁰x/(gN), trained by full-batch
+/// GD on y_c = s_c·β_c·x/√D with independent teachers β_c (paper App. E.13, Fig. 14; derived
+/// here). Every object of the scalar DMFT gains a class index: super-indices (t, c), causal in
+/// t; the sources w_c(0) and β_c are independent across classes, so S = C_w/(g²ν) + δ_cc′s_c²;
+/// M = R_w/g + η₀C_w·[s < t], G_λ = (I + λM)⁻¹, C_v = E_λ[λ²G_λSG_λᵀ], R_v = −E_λ[λG_λ], and the
+/// width site w_c(t+1) = w_c(t) + η₀g·φ_c(t) + η₀Σ_{(s,c′)}K((t,c),(s,c′))w_c′(s) with
+/// K = R_v/ν + η₀g²C_v·[s < t]. The first layer's outliers follow from the same pole conditions
+/// ([`MatrixOrder`]) on the super-indices: up to C of them. Dense: O(Q·(TC)²·C·T) time.
+/// Any linear teacher y = Bᵀx/√D reduces to this one: the loss and the initialization are
+/// invariant under rotations of the outputs, so rotating by the eigenvectors of BᵀB/D leaves
+/// independent teachers with scales s_c = the singular values of B/√D. With independent
+/// teachers every super-index matrix is block diagonal in c — the classes decouple, and the C
+/// outliers are those of C scalar problems (test `five_outputs_give_five_outliers_that_match_direct_gd`:
+/// the top one equals the scalar reference's).
+#[derive(Clone, Debug)]
+pub struct LinearClasses {
+    /// ν, α, γ₀, η₀ and the parameterization (L = 1, full batch, no label noise).
+    pub net: LinearNet,
+    /// Teacher scales s_c, one per output.
+    pub scales: Vec<f64>,
+}
+
+impl LinearClasses {
+    /// The losses (summed over outputs: ½Σ_c|e_c|² and ½Σ_c e_cᵀΣ̂e_c) at steps 0…T and the
+    /// first layer's order parameters on the super-indices (t, c), time-major: its outliers
+    /// after T steps are `order.outliers(T·C)`.
+    pub fn solve(&self, steps: usize) -> (LinearCurves, MatrixOrder) {
+        let net = &self.net;
+        let (g, e0, nu) = (net.g(), net.eta0, net.nu);
+        let (cls, t_len) = (self.scales.len().max(1), steps + 1);
+        let n = t_len * cls;
+        let class = |i: usize| i % cls;
+        let (lam, wq) = net.spectrum(NODES);
+        let mut cw = Mat::<f64>::zeros(n, n);
+        let mut bw = Mat::<f64>::zeros(n, n); // R_w = ∂w/∂φ (strictly causal)
+        let mut aw = Mat::<f64>::zeros(n, cls); // ∂w/∂w(0)
+        let mut cv = Mat::<f64>::zeros(n, n);
+        let mut rv = Mat::<f64>::zeros(n, n); // ∂ṽ/∂ψ̃ with ψ̃ = ĝ/g
+        let mut m = Mat::<f64>::zeros(n, n);
+        let mut s = Mat::<f64>::zeros(n, n);
+        let mut gl: Vec<Mat<f64>> = vec![Mat::zeros(n, n); lam.len()];
+        for c in 0..cls {
+            aw[(c, c)] = 1.0;
+        }
+        let mut out = LinearCurves::default();
+        for t in 0..t_len {
+            let (lo, hi) = (t * cls, (t + 1) * cls); // this step's rows
+            // 1. C_w of step t's rows (w(t) is known): init part + B C_v Bᵀ over φ before t.
+            let x = bw.as_ref().submatrix(lo, 0, cls, lo) * cv.as_ref().submatrix(0, 0, lo, lo);
+            for i in lo..hi {
+                for j in 0..hi {
+                    let init: f64 = (0..cls).map(|k| aw[(i, k)] * aw[(j, k)]).sum();
+                    let fluct: f64 = (0..lo).map(|l| x[(i - lo, l)] * bw[(j, l)]).sum();
+                    cw[(i, j)] = init + fluct;
+                    cw[(j, i)] = init + fluct;
+                }
+            }
+            // 2. M of step t's rows (columns before t) and S up to step t.
+            for i in lo..hi {
+                for j in 0..lo {
+                    m[(i, j)] = bw[(i, j)] / g + e0 * cw[(i, j)];
+                }
+                for j in 0..hi {
+                    let v = cw[(i, j)] / (g * g * nu)
+                        + if class(i) == class(j) { self.scales[class(i)].powi(2) } else { 0.0 };
+                    s[(i, j)] = v;
+                    s[(j, i)] = v;
+                }
+            }
+            // 3. The input site per node: G rows of step t, then C_v, R_v rows and the losses.
+            let m_ref = &m;
+            let s_ref = &s;
+            let shares: Vec<(Mat<f64>, Mat<f64>, f64, f64)> = gl
+                .par_iter_mut()
+                .zip(lam.par_iter().zip(wq.par_iter()))
+                .map(|(gm, (&l, &wj))| {
+                    // G(i, ·) = e_i − λ Σ_{j < lo} M(i, j) G(j, ·).
+                    for i in lo..hi {
+                        let mut row = vec![0.0; hi];
+                        row[i] = 1.0;
+                        for j in 0..lo {
+                            let f = -l * m_ref[(i, j)];
+                            if f != 0.0 {
+                                for k in 0..=j {
+                                    row[k] += f * gm[(j, k)];
+                                }
+                            }
+                        }
+                        for (k, v) in row.into_iter().enumerate() {
+                            gm[(i, k)] = v;
+                        }
+                    }
+                    // H = G_t S over columns < hi, then (G S Gᵀ)(i, j) for j < hi.
+                    let h = gm.as_ref().submatrix(lo, 0, cls, hi) * s_ref.as_ref().submatrix(0, 0, hi, hi);
+                    let gsg = &h * gm.as_ref().submatrix(0, 0, hi, hi).transpose();
+                    let cv_part = Mat::from_fn(cls, hi, |a, b| wj * l * l * gsg[(a, b)]);
+                    let rv_part = Mat::from_fn(cls, hi, |a, b| -wj * l * gm[(lo + a, b)]);
+                    let diag: f64 = (0..cls).map(|a| gsg[(a, lo + a)]).sum();
+                    (cv_part, rv_part, wj * 0.5 * diag, wj * 0.5 * l * diag)
+                })
+                .collect();
+            let (mut test, mut train) = (0.0, 0.0);
+            for (cp, rp, te, tr) in &shares {
+                for a in 0..cls {
+                    for b in 0..hi {
+                        cv[(lo + a, b)] += cp[(a, b)];
+                        rv[(lo + a, b)] += rp[(a, b)];
+                    }
+                }
+                test += te;
+                train += tr;
+            }
+            for a in lo..hi {
+                for b in 0..lo {
+                    cv[(b, a)] = cv[(a, b)];
+                }
+            }
+            out.test.push(test);
+            out.train.push(train);
+            // 4. The width site: w(t + 1) from w(s ≤ t), K = R_v/ν + η₀g²C_v·[s < t].
+            if t + 1 < t_len {
+                for i in lo..hi {
+                    let k_row: Vec<f64> =
+                        (0..hi).map(|j| rv[(i, j)] / nu + if j < lo { e0 * g * g * cv[(i, j)] } else { 0.0 }).collect();
+                    let next = i + cls;
+                    for c in 0..cls {
+                        aw[(next, c)] = aw[(i, c)] + e0 * (0..hi).map(|j| k_row[j] * aw[(j, c)]).sum::<f64>();
+                    }
+                    for col in 0..hi {
+                        bw[(next, col)] = bw[(i, col)] + e0 * (0..hi).map(|j| k_row[j] * bw[(j, col)]).sum::<f64>();
+                    }
+                    bw[(next, i)] += e0 * g;
+                }
+            }
+        }
+        let r_right = Mat::from_fn(n, n, |i, j| rv[(i, j)] / g);
+        (out, MatrixOrder { c_right: cv, r_right, c_left: cw, r_left: bw, ratio: nu, eg: e0 * g })
+    }
+}
+
+/// Direct GD of [`LinearClasses`] at width N (D = N/ν, P = αD): losses summed over outputs at
+/// steps 0…T, and the top `k` eigenvalues of W⁰ᵀW⁰/N after each step in `at`.
+pub fn simulate_classes(
+    problem: &LinearClasses,
+    n: usize,
+    steps: usize,
+    seed: u64,
+    at: &[usize],
+    k: usize,
+) -> (LinearCurves, Vec<Vec<f64>>) {
+    let net = &problem.net;
+    let cls = problem.scales.len().max(1);
+    let d = ((n as f64) / net.nu).round() as usize;
+    let p = ((d as f64) * net.alpha).round() as usize;
+    let gauss = |rows: usize, cols: usize, k: u64| {
+        let v = normals(&mut stream(seed, Purpose::Analysis, 600 + k), rows * cols);
+        Mat::from_fn(rows, cols, |i, j| v[i * cols + j])
+    };
+    let x = gauss(p, d, 0);
+    let beta = gauss(d, cls, 1);
+    let mut w0 = gauss(n, d, 2);
+    let mut w = gauss(n, cls, 3);
+    let (g, nf, df, pf) = (net.g(), n as f64, d as f64, p as f64);
+    let lr = net.eta0 * g;
+    let target = Mat::from_fn(d, cls, |i, c| problem.scales[c] * beta[(i, c)] / df.sqrt());
+    let mut out = LinearCurves::default();
+    let mut tops = Vec::new();
+    for t in 0..=steps {
+        if at.contains(&t) {
+            tops.push(top_gram_eigenvalues(&w0, k));
+        }
+        let u = (w0.transpose() * &w) * (1.0 / (g * nf));
+        let e = &u - &target;
+        let xe = &x * &e;
+        out.test.push(0.5 * e.squared_norm_l2());
+        out.train.push(0.5 * xe.squared_norm_l2() / pf);
+        if t == steps {
+            break;
+        }
+        let v = (x.transpose() * &xe) * (-1.0 / pf);
+        let wv = &w0 * &v; // with the old W⁰
+        w0 += (&w * v.transpose()) * lr;
+        w += wv * lr;
+    }
+    (out, tops)
+}
+
 /// Direct GD of the network at width N (D = N/ν, P = αD, rounded; full batch, or a fresh
 /// batch of P every step when `online`): the finite-size ground truth of [`LinearNet::solve`]. Losses at steps 0…T before each update. With
 /// v = −Xᵀ(Xu − y)/P (= −Σ̂e without label noise), the forward fields a⁰ = v, a¹ = W⁰v, a^{ℓ+1} = W^ℓa^ℓ/√N and the backward fields
 /// b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N, the updates (rate η = η₀g²N, all from the old values) are
 /// W⁰ += η₀g·b¹vᵀ, W^ℓ += η₀g·b^{ℓ+1}a^ℓᵀ/√N, w += η₀g·a^L, and u = W⁰ᵀb¹/(gN).
 pub fn simulate(net: &LinearNet, n: usize, steps: usize, seed: u64) -> LinearCurves {
-    simulate_observed(net, n, steps, seed, &mut |_, _| {})
+    simulate_observed(net, n, steps, seed, &mut |_, _, _, _| {})
 }
 
-/// [`simulate`], and the top `k` eigenvalues of every layer's W^ℓᵀW^ℓ/N after each step in `at`
-/// (ascending): `[checkpoint][layer]`, largest first — the ground truth of
-/// [`LinearNet::outliers`].
-pub fn simulate_outliers(
-    net: &LinearNet,
-    n: usize,
-    steps: usize,
-    seed: u64,
-    at: &[usize],
-    k: usize,
-) -> (LinearCurves, Vec<Vec<Vec<f64>>>) {
-    let mut tops = Vec::new();
-    let curves = simulate_observed(net, n, steps, seed, &mut |t, layers| {
-        if at.contains(&t) {
-            tops.push(layers.iter().map(|m| top_gram_eigenvalues(m, k)).collect());
+/// Direct GD's spectra at the steps of `at` (ascending), `[checkpoint]` each, largest first.
+#[derive(Clone, Debug, Default)]
+pub struct Simulated {
+    pub curves: LinearCurves,
+    /// The top `k` eigenvalues of every layer's W^ℓᵀW^ℓ/N: `[checkpoint][layer]` — the ground
+    /// truth of [`LinearNet::outliers`].
+    pub layers: Vec<Vec<Vec<f64>>>,
+    /// L = 1, full batch: the top `k` eigenvalues of the training-set NTK KΣ̂ (units of
+    /// [`NtkTop`]; K = (|w|²/N)I + W⁰ᵀW⁰/N, from the same nonzero spectrum of XKXᵀ/P); else empty.
+    pub ntk: Vec<Vec<f64>>,
+}
+
+/// [`simulate`], and the spectra of [`Simulated`] after each step in `at`.
+pub fn simulate_spectra(net: &LinearNet, n: usize, steps: usize, seed: u64, at: &[usize], k: usize) -> Simulated {
+    let mut out = Simulated::default();
+    let with_ntk = net.depth <= 1 && !net.online;
+    out.curves = simulate_observed(net, n, steps, seed, &mut |t, layers, w, x| {
+        if !at.contains(&t) {
+            return;
+        }
+        out.layers.push(layers.iter().map(|m| top_gram_eigenvalues(m, k)).collect());
+        if with_ntk {
+            let (w0, nf, p) = (layers[0], n as f64, x.nrows() as f64);
+            let readout = w.squared_norm_l2() / nf;
+            let xw = x * w0.transpose(); // P × N
+            let m = (&xw * xw.transpose()) * (1.0 / (nf * p)) + (x * x.transpose()) * (readout / p);
+            let mut e = m.self_adjoint_eigenvalues(faer::Side::Lower).unwrap_or_default();
+            e.reverse();
+            e.truncate(k);
+            out.ntk.push(e);
         }
     });
-    (curves, tops)
+    out
 }
 
 /// The top `k` eigenvalues of WᵀW/N for an N × m matrix W, from its smaller Gram matrix.
@@ -667,14 +1068,12 @@ fn top_gram_eigenvalues(w: &Mat<f64>, k: usize) -> Vec<f64> {
     e.iter().map(|x| x / n).collect()
 }
 
-/// [`simulate`] with `observe(t, [W⁰, W¹, …])` called on the weights after t updates, t = 0…T.
-fn simulate_observed(
-    net: &LinearNet,
-    n: usize,
-    steps: usize,
-    seed: u64,
-    observe: &mut dyn FnMut(usize, &[&Mat<f64>]),
-) -> LinearCurves {
+/// What [`simulate_observed`] shows its observer after t updates: (t, [W⁰, W¹, …], w, X).
+type Observer<'a> = dyn FnMut(usize, &[&Mat<f64>], &Mat<f64>, &Mat<f64>) + 'a;
+
+/// [`simulate`] with `observe(t, [W⁰, W¹, …], w, X)` called on the weights after t updates,
+/// t = 0…T (X: the fixed training set).
+fn simulate_observed(net: &LinearNet, n: usize, steps: usize, seed: u64, observe: &mut Observer<'_>) -> LinearCurves {
     let d = ((n as f64) / net.nu).round() as usize;
     let p = ((d as f64) * net.alpha).round() as usize;
     let depth = net.depth.max(1);
@@ -696,7 +1095,7 @@ fn simulate_observed(
     let mut out = LinearCurves::default();
     for t in 0..=steps {
         let layers: Vec<&Mat<f64>> = std::iter::once(&w0).chain(hidden.iter()).collect();
-        observe(t, &layers);
+        observe(t, &layers, &w, &x);
         // Backward fields b^L = w, b^ℓ = W^ℓᵀb^{ℓ+1}/√N (index ℓ − 1).
         let mut back = vec![w.clone(); depth];
         for l in (1..depth).rev() {
@@ -814,6 +1213,85 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_ntk_probe_with_a_white_input_is_the_first_layer_shifted_by_the_readout() {
+        // With Σ̂ = I (one node λ = 1 carrying C_v, R_v) the training-set NTK KΣ̂ is K =
+        // C_w I + W⁰ᵀW⁰/N: its edge and outliers must be the first layer's (the eigenproblem
+        // route, [`MatrixOrder::outliers`]) shifted by C_w(T, T) — two independent code paths
+        // (a determinant scan over s vs the 2T × 2T eigenproblem). Measured: within 1e-8.
+        let net = LinearNet::reference(1);
+        let (_, orders, nodes) = net.march(20, NODES, true);
+        let m = &orders[0];
+        let white = InputNodes {
+            lambda: vec![1.0],
+            weight: vec![1.0],
+            c_v: vec![m.c_right.clone()],
+            r_v: vec![m.r_right.clone()],
+        };
+        for t in [0, 5, 10, 20] {
+            let top = ntk_top(m, &white, t);
+            let shift = m.c_left[(t, t)];
+            assert!(
+                (top.edge - shift - m.edge()).abs() < 1e-8 * top.edge,
+                "t = {t}: edge {} vs {}",
+                top.edge,
+                shift + m.edge()
+            );
+            let want = m.outliers(t);
+            assert_eq!(top.outliers.len(), want.len(), "t = {t}: {:?} vs {want:?}", top.outliers);
+            for (a, b) in top.outliers.iter().zip(&want) {
+                assert!((a - shift - b).abs() < 1e-8 * a, "t = {t}: {a} vs {}", shift + b);
+            }
+            assert!((top.population - shift - want.first().copied().unwrap_or(m.edge())).abs() < 1e-12);
+        }
+        // The per-node correlations and responses average back to the march's C_v and R_v.
+        let nodes = nodes.expect("kept");
+        for (avg, want) in [(&nodes.c_v, &m.c_right), (&nodes.r_v, &m.r_right)] {
+            for a in 0..=20 {
+                for b in 0..=20 {
+                    let x: f64 = nodes.weight.iter().zip(avg.iter()).map(|(w, c)| w * c[(a, b)]).sum();
+                    assert!(
+                        (x - want[(a, b)]).abs() < 1e-10 * (1.0 + want[(a, b)].abs()),
+                        "({a}, {b}): {x} vs {}",
+                        want[(a, b)]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_output_of_the_class_solver_is_the_scalar_dmft() {
+        // LinearClasses with C = 1 (a dense super-index march) against the scalar march:
+        // losses and first-layer outliers. Measured: within 1e-12 (losses), 1e-10 (outliers).
+        for par in [Parameterization::Mup, Parameterization::Ntk] {
+            let net = LinearNet { parameterization: par, ..LinearNet::reference(1) };
+            let (curves, order) = LinearClasses { net, scales: vec![1.0] }.solve(24);
+            let (want, orders) = net.solve_with_orders(24);
+            for t in 0..=24 {
+                assert!(
+                    (curves.test[t] - want.test[t]).abs() < 1e-12 * want.test[0],
+                    "t = {t}: {} vs {}",
+                    curves.test[t],
+                    want.test[t]
+                );
+                assert!((curves.train[t] - want.train[t]).abs() < 1e-12 * want.train[0], "t = {t}");
+            }
+            for t in [6, 12, 24] {
+                let (a, b) = (order.outliers(t), orders[0].outliers(t));
+                assert_eq!(a.len(), b.len(), "t = {t}: {a:?} vs {b:?}");
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() < 1e-10 * y, "t = {t}: {x} vs {y}");
+                }
+            }
+        }
+        // Two outputs with the second teacher off: its readout only adds |w₂|²/N to the test loss.
+        let net = LinearNet::reference(1);
+        let two = LinearClasses { net, scales: vec![1.0, 0.0] }.solve(0);
+        let want = 0.5 * (1.0 + 1.0 / (net.g().powi(2) * net.nu)) + 0.5 / (net.g().powi(2) * net.nu);
+        assert!((two.0.test[0] - want).abs() < 1e-12, "{} vs {want}", two.0.test[0]);
     }
 
     #[test]
