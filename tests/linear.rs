@@ -262,6 +262,14 @@ fn compare_of_a_linear_sweep_gives_learning_rate_transfer_from_theory() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// Mean and standard error of the mean of seed values.
+fn mean_se(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
 /// The top outlier of every layer at `at` steps: theory vs the seed mean of direct GD at width
 /// `n`, as (theory, mean, SE, edge) per checkpoint and layer.
 fn outlier_gaps(net: &LinearNet, n: usize, seeds: u64, at: &[usize]) -> Vec<Vec<(f64, f64, f64, f64)>> {
@@ -277,9 +285,7 @@ fn outlier_gaps(net: &LinearNet, n: usize, seeds: u64, at: &[usize]) -> Vec<Vec<
                 .map(|(l, m)| {
                     let th = m.outliers(t).first().copied().unwrap_or(m.edge());
                     let xs: Vec<f64> = sims.iter().map(|s| s[k][l][0]).collect();
-                    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-                    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
-                    let se = (var / xs.len() as f64).sqrt();
+                    let (mean, se) = mean_se(&xs);
                     eprintln!(
                         "L={} ν={} {:?} N={n} t={t} layer {l}: theory {th:.4} vs GD {mean:.4} ± {se:.4} (edge {:.4}): gap {:+.2}% of the distance above the edge, {:+.1} SE",
                         net.depth,
@@ -344,8 +350,7 @@ fn outliers_of_a_depth_two_network_at_n_4000() {
     for (l, m) in orders.iter().enumerate() {
         let th = m.outliers(steps)[0];
         let xs: Vec<f64> = sims.iter().map(|s| s[0][l][0]).collect();
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        let se = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ((xs.len() - 1) * xs.len()) as f64).sqrt();
+        let (mean, se) = mean_se(&xs);
         eprintln!(
             "N = {n}, t = {steps}, W{l}: DMFT {th:.4} vs GD {mean:.4} ± {se:.4} (edge {:.4}; seeds {xs:?})",
             m.edge()
@@ -368,8 +373,7 @@ fn the_top_ntk_eigenvalue_matches_direct_gd_at_n_2000() {
     let sims: Vec<Vec<Vec<f64>>> = (0..3).map(|s| simulate_spectra(&net, 2000, 20, s, &at, 2).ntk).collect();
     for (k, th) in theory.iter().enumerate() {
         let xs: Vec<f64> = sims.iter().map(|s| s[k][0]).collect();
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        let se = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ((xs.len() - 1) * xs.len()) as f64).sqrt();
+        let (mean, se) = mean_se(&xs);
         eprintln!(
             "t = {}: NTK top {:.4} (edge {:.4}, outliers {:?}; population {:.4}, readout {:.4}) vs GD {mean:.4} ± {se:.4} {xs:?}",
             th.step,
@@ -401,8 +405,7 @@ fn five_outputs_give_five_outliers_that_match_direct_gd() {
         let th = order.outliers(t * 5);
         for (r, want) in th.iter().enumerate() {
             let xs: Vec<f64> = sims.iter().map(|s| s.1[k][r]).collect();
-            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-            let se = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ((xs.len() - 1) * xs.len()) as f64).sqrt();
+            let (mean, se) = mean_se(&xs);
             eprintln!(
                 "t = {t}, outlier {r}: DMFT {want:.4} vs GD {mean:.4} ± {se:.4} ({:+.2}% of the value, {:+.2}% of the distance above the edge {:.4})",
                 100.0 * (mean - want) / want,
@@ -436,9 +439,8 @@ fn five_outputs_with_other_seeds() {
     let runs: Vec<_> = (50..56).map(|s| simulate_classes(&problem, 2000, 64, s, &[64], 5).1[0].clone()).collect();
     for (r, want) in th.iter().enumerate() {
         let xs: Vec<f64> = runs.iter().map(|x| x[r]).collect();
-        let m = xs.iter().sum::<f64>() / xs.len() as f64;
-        let sd = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
-        let se = sd / (xs.len() as f64).sqrt();
+        let (m, se) = mean_se(&xs);
+        let sd = se * (xs.len() as f64).sqrt();
         eprintln!("μP N = 2000, t = 64, outlier {r}: DMFT {want:.4} vs GD {m:.4} ± {se:.4} (seed sd {sd:.4})");
         assert!((m - want).abs() < 3.0 * se + 0.03 * want, "outlier {r}: {want} vs {m} ± {se}");
     }
