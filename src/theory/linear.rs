@@ -798,9 +798,12 @@ fn ntk_determinant(m: &MatrixOrder, nodes: &InputNodes, t: usize, s: f64, z: f64
     for (j, (l, w)) in nodes.lambda.iter().zip(&nodes.weight).enumerate() {
         let p = w * ntk_psi(z, s_h, *l, readout);
         for b in 0..t {
-            for a in 0..t {
-                cx[(a, b)] += p * nodes.c_v[j][(a, b)];
-                rx[(a, b)] += p * nodes.r_v[j][(a, b)];
+            for (x, y) in cx.col_as_slice_mut(b).iter_mut().zip(&nodes.c_v[j].col_as_slice(b)[..t]) {
+                *x += p * y;
+            }
+            // R_v^λ is lower triangular: rows a ≥ b.
+            for (x, y) in rx.col_as_slice_mut(b)[b..].iter_mut().zip(&nodes.r_v[j].col_as_slice(b)[b..t]) {
+                *x += p * y;
             }
         }
     }
