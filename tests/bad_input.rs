@@ -374,6 +374,12 @@ const CASES: &[Case] = &[
         &["--teacher-scales", "L = 1"],
     ),
     case(
+        "linear simulation that cannot fit",
+        "theory linear --alpha 1000 --simulate 5000 --steps 1 --seeds 1 --out th",
+        2,
+        &["needs about", "--simulate"],
+    ),
+    case(
         "linear negative teacher scale",
         "theory linear --teacher-scales=1,-0.5 --out th",
         2,

@@ -1095,6 +1095,34 @@ fn cmd_theory(model: TheoryModel) -> Result<i32> {
                     "use at most 512 steps (128 reproduces the paper's figures)",
                 ));
             }
+            // Direct GD allocates its data and weights before the first step: check it fits.
+            if let Some(d) = common.simulate {
+                let nu_max = nu.iter().copied().fold(0.0, f64::max);
+                let (d, n) = (d as f64, (nu_max * d as f64).round());
+                let p = (alpha * d).round();
+                let c = teacher_scales.len().max(1) as f64;
+                let mut need = specdyn::resources::MemoryEstimate::default();
+                need.add("training inputs X (P × D)", p * d, 8.0);
+                need.add("first layer and its Gram matrix", n * d + n.min(d).powi(2), 8.0);
+                need.add("hidden layers", (depth as f64 - 1.0) * n * n * 2.0, 8.0);
+                need.add("readouts and teachers", (n + d) * c, 8.0);
+                if depth == 1 && !online && teacher_scales.is_empty() {
+                    need.add("training-set NTK matrix", p.min(d + n).powi(2) + p * n, 8.0);
+                }
+                need.add("temporaries", 2.0 * (p * d + n * d), 8.0);
+                need.check(
+                    &format!("direct GD at D = {d}, N = {n}, P = {p}"),
+                    "choose a smaller --simulate D (or --alpha, --nu)",
+                )?;
+            }
+            if !teacher_scales.is_empty() {
+                // The class solve keeps per-node G (100 nodes) and five more (T + 1)C-square matrices.
+                let size = ((steps + 1) * teacher_scales.len()) as f64;
+                let mut need = specdyn::resources::MemoryEstimate::default();
+                need.add("per-node response matrices", 100.0 * size * size, 8.0);
+                need.add("order parameters", 8.0 * size * size, 8.0);
+                need.check("the several-output DMFT", "choose fewer --steps or outputs")?;
+            }
             set_threads(common.threads);
             let base = specdyn::theory::linear::LinearNet {
                 nu: 1.0,
