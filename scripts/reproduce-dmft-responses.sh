@@ -17,9 +17,9 @@ run() {
     echo "$name $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" >> "$out/times.txt"
 }
 rm -f "$out/times.txt"
-run plain-100 --response-samples 100 --plain-responses
-run cv-10 --response-samples 10
-run cv-25 --response-samples 25
+run plain-100 --response-samples 100 --responses plain
+run cv-10 --response-samples 10 --responses control
+run cv-25 --response-samples 25 --responses control
 python3 - "$out" <<'PY'
 import csv, sys, os
 out = sys.argv[1]

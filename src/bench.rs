@@ -214,6 +214,9 @@ pub struct SvdBenchResult {
     pub seconds: f64,
     /// faer's f64 SVD (singular values only), for reference.
     pub faer_svd_seconds: f64,
+    /// The top 8 singular triplets as the spectra path computes them between full spectra
+    /// ([`crate::spectra::top_triplets`]; a Gaussian matrix, so all 8 sit at the bulk edge).
+    pub top8_seconds: f64,
 }
 
 pub fn bench_svd(rows: usize, cols: usize) -> SvdBenchResult {
@@ -235,7 +238,11 @@ pub fn bench_svd(rows: usize, cols: usize) -> SvdBenchResult {
     let faer_svd_seconds = best(&|| {
         std::hint::black_box(crate::spectra::matrix::to_faer(&data, rows, cols).singular_values().ok());
     });
-    SvdBenchResult { rows, cols, threads: rayon::current_num_threads(), seconds, faer_svd_seconds }
+    let a = crate::spectra::matrix::to_faer(&data, rows, cols);
+    let top8_seconds = best(&|| {
+        std::hint::black_box(crate::spectra::top_triplets(a.as_ref(), 8, 0));
+    });
+    SvdBenchResult { rows, cols, threads: rayon::current_num_threads(), seconds, faer_svd_seconds, top8_seconds }
 }
 
 /// Cost of one curvature evaluation relative to one training step (`specdyn bench curvature`).

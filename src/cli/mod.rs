@@ -10,6 +10,7 @@ use specdyn::config::RunConfig;
 use specdyn::coord::{CoordConfig, CoordJob, spreads, write_outputs};
 use specdyn::error::{Error, Result};
 use specdyn::rundir::{RunDir, RunStatus, Summary};
+use specdyn::theory::network::ResponseEstimator;
 use specdyn::train::{TrainOptions, install_interrupt_handler, train};
 use std::path::PathBuf;
 
@@ -258,8 +259,8 @@ pub struct DmftArgs {
     pub samples: usize,
     /// Samples whose Jacobians give the response functions, per replica [default: the largest
     /// of samples/100, 10 and 2T/15, i.e. 40 at T = 300]. With the control variate 10 give the
-    /// error bars 100 plain ones do at T = 80 (results/dmft-responses/); its O(1/n) bias grows
-    /// with the horizon (results/dmft-fig1-T300/).
+    /// error bars 100 plain ones do at T = 80 (results/dmft-responses/); their noise grows with
+    /// the horizon (results/dmft-responses-T300/).
     #[arg(long)]
     pub response_samples: Option<usize>,
     /// Independent solves averaged; their spread gives the standard errors of the loss and of
@@ -272,10 +273,11 @@ pub struct DmftArgs {
     /// Solve linear networks by Monte Carlo too (default: exactly).
     #[arg(long)]
     pub monte_carlo_linear: bool,
-    /// Average the response samples' Jacobians plainly, without the control variate (which
-    /// cuts their Monte-Carlo error about threefold at the same cost; for comparisons).
-    #[arg(long)]
-    pub plain_responses: bool,
+    /// Estimator of the response functions: `debiased` (the control variate with its O(1/n)
+    /// bias removed), `control` (first-order control variate, the default before theory
+    /// revision 6), or `plain` (plain averages, about threefold the error; for comparisons).
+    #[arg(long, default_value = "debiased", value_parser = clap::builder::PossibleValuesParser::new(ResponseEstimator::NAMES))]
+    pub responses: String,
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -296,7 +298,7 @@ impl DmftArgs {
             replicas: self.replicas,
             seed: self.dmft_seed,
             exact_linear: !self.monte_carlo_linear,
-            control_variate: !self.plain_responses,
+            responses: ResponseEstimator::from_name(&self.responses).unwrap_or(ResponseEstimator::Debiased),
         })
     }
 }
@@ -567,8 +569,9 @@ stderr; hidden Wˡ normalized, MP edge 2; W⁰ as W⁰/(σ√N) for N → ∞, b
 Cost grows like (P·T)²·T × replicas × response samples: P = 16, T = 300 with one replica of
 1000 samples and 10 response samples takes about 1.5 min on 2 cores, outliers at every step
 included (BENCHMARKS.md); error bars need ≥ 2 replicas. The default response samples grow with
-the horizon (40 at T = 300, where 10 bias the late outliers low): 4 replicas then take about
-14 min (results/dmft-fig1-T300/theory-r40b).")]
+the horizon (40 at T = 300, where the responses' noise from 10 moves the late W² outlier by
+±0.05; the replicas' standard errors include it): 4 replicas then take about 14 min
+(results/dmft-fig1-T300).")]
     Mup {
         /// Run config (TOML).
         config: PathBuf,

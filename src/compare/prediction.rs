@@ -145,7 +145,7 @@ pub fn dmft_memory(problem: &MupProblem, opts: &DmftOptions) -> crate::resources
 pub const OUTLIER_TOL: f64 = 1e-4;
 
 /// Bumped whenever the solver or the outlier computation changes, so old caches are recomputed.
-pub const THEORY_REVISION: u32 = 5;
+pub const THEORY_REVISION: u32 = 6;
 
 /// Everything the theory predicts for a run config, at every step 0..=T.
 #[derive(Clone, Debug)]
@@ -182,14 +182,14 @@ pub fn cache_key(cfg: &RunConfig, opts: &DmftOptions) -> String {
     c.spectra = Default::default();
     c.train.log_every = 0;
     format!(
-        "{}\n[dmft]\nrevision = {THEORY_REVISION}\nsamples = {}\nresponse_samples = {}\nreplicas = {}\nseed = {}\nexact_linear = {}\ncontrol_variate = {}\n",
+        "{}\n[dmft]\nrevision = {THEORY_REVISION}\nsamples = {}\nresponse_samples = {}\nreplicas = {}\nseed = {}\nexact_linear = {}\nresponses = \"{}\"\n",
         c.to_toml(),
         opts.samples,
         opts.response_samples_for(cfg.train.steps as usize),
         opts.replicas,
         opts.seed,
         opts.exact_linear,
-        opts.control_variate
+        opts.responses.name()
     )
 }
 

@@ -1,6 +1,6 @@
 //! Spectra of weight matrices over training (theory map: what the outlier theory predicts).
 //!
-//! - [`matrix`]: singular values (f64 Gram eigenvalues), randomized top-k triplets, the square
+//! - [`matrix`]: singular values (f64 Gram eigenvalues), top-k triplets by block Lanczos, the square
 //!   unfolding of conv kernels (paper App. G.1, eq. 413).
 //! - [`normalize`]: the normalization convention, the MP edge and the Tracy–Widom outlier
 //!   margin (written once, used everywhere).

@@ -36,7 +36,7 @@ pub struct MatrixSnapshot {
     /// All singular values, largest first (full snapshots only; empty otherwise).
     pub values: Vec<f64>,
     /// The top-k values and the track id of each: exact at full snapshots, from the
-    /// randomized triplets otherwise (to ~1e-6 for outliers, approximate inside the bulk).
+    /// converged block Lanczos otherwise (to ~1e-7 relative, at the bulk edge too).
     pub top: Vec<f64>,
     pub ids: Vec<i32>,
     /// Values above the outlier threshold (at a top-k-only snapshot, counted among the top k:
@@ -147,7 +147,7 @@ impl SpectraState {
     }
 
     /// Analyse every matrix at one snapshot; `full`: every singular value (an O(n³)
-    /// eigendecomposition of the Gram matrix), else only the tracked top k (randomized, O(n²k)).
+    /// eigendecomposition of the Gram matrix), else only the tracked top k (block Lanczos, O(n²k) per block).
     pub fn snapshot_with(&mut self, tensors: &[NamedTensor], full: bool) -> Result<Vec<MatrixSnapshot>> {
         let mut out = Vec::with_capacity(self.specs.len());
         for i in 0..self.specs.len() {

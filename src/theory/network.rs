@@ -121,9 +121,32 @@ pub struct DmftOptions {
     pub seed: u64,
     /// Solve linear φ exactly (false: by Monte Carlo, to test the sampler).
     pub exact_linear: bool,
-    /// Estimate the responses with the control variate of [`response_rows`] (false: the plain
-    /// average over the response samples).
-    pub control_variate: bool,
+    /// How the response samples' Jacobians become the response functions ([`response_rows`]).
+    pub responses: ResponseEstimator,
+}
+
+/// Estimators of the response functions from n response samples ([`response_rows`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseEstimator {
+    /// The plain average of the n samples' Jacobians.
+    Plain,
+    /// The first-order control variate: bias O(1/n).
+    Control,
+    /// The control variate with its O(1/n) bias removed by a Richardson step on two halves of
+    /// the n samples: bias O(1/n²) + O(1/M).
+    Debiased,
+}
+
+impl ResponseEstimator {
+    pub const NAMES: [&'static str; 3] = ["plain", "control", "debiased"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Plain, Self::Control, Self::Debiased].into_iter().find(|e| e.name() == name)
+    }
 }
 
 impl Default for DmftOptions {
@@ -134,7 +157,7 @@ impl Default for DmftOptions {
             replicas: 1,
             seed: 0,
             exact_linear: true,
-            control_variate: true,
+            responses: ResponseEstimator::Debiased,
         }
     }
 }
@@ -142,9 +165,10 @@ impl Default for DmftOptions {
 impl DmftOptions {
     /// The response samples a solve of T steps uses: `response_samples`, or when that is 0,
     /// max(M/100, 10, ⌈2T/15⌉) (at most M). With the control variate 10 suffice at T = 80
-    /// (`results/dmft-responses/`); its bias is O(1/n) and grows with the horizon: at T = 300,
-    /// 10 put the late W¹ and W² outliers 2–3 SE below the runs and 40 matched them
-    /// (`results/dmft-fig1-T300/theory-r40b`).
+    /// (`results/dmft-responses/`); the response samples' noise grows with the horizon: at
+    /// T = 300, solves on the same 1000 samples with n = 10, 20, 40 put W²'s top outlier at
+    /// 2.567, 2.513, 2.613, while the two control variates at equal n differ by ≤ 0.01
+    /// (`results/dmft-responses-T300/`).
     pub fn response_samples_for(&self, steps: usize) -> usize {
         let n = match self.response_samples {
             0 => (self.samples / 100).max(10).max((2 * steps).div_ceil(15)),
@@ -568,7 +592,7 @@ struct Marcher<'a> {
     /// One per output (empty when exact).
     tangents: Vec<ReadoutTangent>,
     response_samples: usize,
-    control_variate: bool,
+    responses: ResponseEstimator,
 }
 
 impl<'a> Marcher<'a> {
@@ -630,7 +654,7 @@ impl<'a> Marcher<'a> {
             sources,
             tangents,
             response_samples: opts.response_samples_for(pr.steps).clamp(1, m),
-            control_variate: opts.control_variate,
+            responses: opts.responses,
         }
     }
 
@@ -762,7 +786,7 @@ impl<'a> Marcher<'a> {
                     phi.as_ref().subcols(0, w).transpose(),
                     scale,
                 );
-                let lin = response_rows(d1, curv, means, self.response_samples, (w, wg), self.control_variate);
+                let lin = response_rows(d1, curv, means, self.response_samples, (w, wg), self.responses);
                 let (_, rbar) = responses(kh, &self.kz32[layer - 1], &lin, (p, k), t, Seed::Phi);
                 self.op.a[layer - 1].as_mut().submatrix_mut(c, 0, p, cg).copy_from(rbar.as_ref().subcols(0, cg));
                 if layer == self.pr.depth {
@@ -867,7 +891,7 @@ impl<'a> Marcher<'a> {
                     scale,
                 );
                 if layer > 1 {
-                    let lin = response_rows(d1, curv, means, self.response_samples, (w, wg), self.control_variate);
+                    let lin = response_rows(d1, curv, means, self.response_samples, (w, wg), self.responses);
                     let (ubar, _) = responses(&self.kh32[layer - 1], kz, &lin, (p, k), t, Seed::G);
                     self.op.b[layer - 1].as_mut().submatrix_mut(cg, 0, q, w).copy_from(&ubar);
                 }
@@ -918,10 +942,10 @@ fn column_means(means: &mut [f32], x: &Mat<f32>, c: usize, n: usize) {
 }
 
 /// The linearized processes whose Jacobians [`responses`] averages, and their weights: the first
-/// n samples (the response samples), and a control variate. A Jacobian J(D) is a polynomial
-/// in the coefficients D = (φ'(h), φ''(h)z); around the mean coefficients D̄ its first-order
-/// term is linear in D − D̄, so the plain average (1/n)Σ_i J(D_i) carries the first-order
-/// noise J(D̄_n) − J(D̄) of the n-sample mean D̄_n. The estimate
+/// n samples (the response samples), then the estimator's extra rows. A Jacobian J(D) is a
+/// polynomial in the coefficients D = (φ'(h), φ''(h)z); around the mean coefficients D̄ its
+/// first-order term is linear in D − D̄, so the plain average (1/n)Σ_i J(D_i) carries the
+/// first-order noise J(D̄_n) − J(D̄) of the n-sample mean D̄_n. The control variate
 ///
 /// ```text
 /// (1/n)Σ_i J(D_i) − J(D̄_n) + J(D̄_M)
@@ -929,29 +953,54 @@ fn column_means(means: &mut [f32], x: &Mat<f32>, c: usize, n: usize) {
 ///
 /// swaps it for the M-sample mean's (M = all samples of the layer): two extra rows, the
 /// coefficients averaged over the n and over all M samples. What remains is the second-order
-/// spread, with a bias of order (second-order term)/n.
+/// spread, and a bias: E J(D̄_k) = J(D̄) + a/k + O(1/k²) for a k-sample mean, so the estimate is
+/// low or high by a(1/n − 1/M). The debiased estimate replaces J(D̄_n) by the Richardson
+/// combination over the two halves (k₁ + k₂ = n samples)
+///
+/// ```text
+/// 2J(D̄_n) − (k₁/n)J(D̄_k₁) − (k₂/n)J(D̄_k₂)
+/// ```
+///
+/// whose a/k terms cancel (2/n − 2/n) and whose first-order part is still that of D̄_n (the
+/// halves' deviations average to D̄_n's): two rows more, bias O(1/n²) + O(1/M).
 fn response_rows(
     d1: &Mat<f32>,
     curv: &Mat<f32>,
     means: &CoefMeans,
     n: usize,
     (w, wg): (usize, usize),
-    control: bool,
+    estimator: ResponseEstimator,
 ) -> Linearized<f32> {
-    let plain = !control;
-    let extra = if plain { 0 } else { 2 };
-    let sub_mean = |x: &Mat<f32>, b: usize| ((0..n).map(|i| x[(i, b)] as f64).sum::<f64>() / n as f64) as f32;
-    let build = |x: &Mat<f32>, means: &[f32], w: usize| {
-        let sm: Vec<f32> = (0..w).map(|b| if plain { 0.0 } else { sub_mean(x, b) }).collect();
-        Mat::from_fn(n + extra, w, |i, b| match i {
+    let estimator =
+        if n < 2 && estimator == ResponseEstimator::Debiased { ResponseEstimator::Control } else { estimator };
+    let half = n / 2;
+    // (first sample, samples, weight) of each extra row's mean.
+    let extra: Vec<(usize, usize, f64)> = match estimator {
+        ResponseEstimator::Plain => vec![],
+        ResponseEstimator::Control => vec![(0, n, -1.0)],
+        ResponseEstimator::Debiased => {
+            vec![(0, n, -2.0), (0, half, half as f64 / n as f64), (half, n - half, (n - half) as f64 / n as f64)]
+        }
+    };
+    let sub_mean = |x: &Mat<f32>, b: usize, (from, k): (usize, usize)| {
+        ((from..from + k).map(|i| x[(i, b)] as f64).sum::<f64>() / k as f64) as f32
+    };
+    let with_means = estimator != ResponseEstimator::Plain;
+    let rows = n + extra.len() + usize::from(with_means);
+    let build = |x: &Mat<f32>, all: &[f32], w: usize| {
+        Mat::from_fn(rows, w, |i, b| match i {
             _ if i < n => x[(i, b)],
-            _ if i == n => sm[b],
-            _ => means[b],
+            _ if i < n + extra.len() => {
+                let (from, k, _) = extra[i - n];
+                sub_mean(x, b, (from, k))
+            }
+            _ => all[b],
         })
     };
     let mut weights = vec![1.0 / n as f64; n];
-    if !plain {
-        weights.extend([-1.0, 1.0]);
+    weights.extend(extra.iter().map(|e| e.2));
+    if with_means {
+        weights.push(1.0);
     }
     Linearized { d1: build(d1, &means.d1, w), curv: build(curv, &means.curv, wg), weights }
 }
