@@ -589,6 +589,11 @@ fn scans_solve_and_compare_each_setting() {
     assert!(d.join("cmp/theory-scan.png").exists());
 }
 
+/// One replica of 400 samples, `response_samples` of them for the responses, by `responses`.
+fn response_opts(seed: u64, response_samples: usize, responses: ResponseEstimator) -> DmftOptions {
+    DmftOptions { samples: 400, response_samples, replicas: 1, seed, exact_linear: true, responses }
+}
+
 #[test]
 fn the_control_variate_cuts_the_response_error() {
     // The response functions A¹ (∂φ¹/∂r¹) at T = 12 from 10 response samples, with and without
@@ -596,21 +601,15 @@ fn the_control_variate_cuts_the_response_error() {
     // (where the estimators nearly coincide), over 4 seeds: the control variate is at least
     // twice as close (it removes the first-order noise; the measured ratio is printed).
     let pr = problem(&["train.steps=12", "data.train_size=6"]);
-    let opts = |seed, response_samples, responses| DmftOptions {
-        samples: 400,
-        response_samples,
-        replicas: 1,
-        seed,
-        exact_linear: true,
-        responses,
-    };
     let (mut plain, mut cv) = (0.0, 0.0);
     for seed in 0..4 {
-        let reference = solve(&pr, &opts(seed, 400, ResponseEstimator::Plain));
+        let reference = solve(&pr, &response_opts(seed, 400, ResponseEstimator::Plain));
         let scale = reference.a[0].norm_l2();
         assert!(scale > 1e-3, "a vanishing response tests nothing");
-        plain += (&solve(&pr, &opts(seed, 10, ResponseEstimator::Plain)).a[0] - &reference.a[0]).norm_l2() / scale;
-        cv += (&solve(&pr, &opts(seed, 10, ResponseEstimator::Debiased)).a[0] - &reference.a[0]).norm_l2() / scale;
+        plain +=
+            (&solve(&pr, &response_opts(seed, 10, ResponseEstimator::Plain)).a[0] - &reference.a[0]).norm_l2() / scale;
+        cv += (&solve(&pr, &response_opts(seed, 10, ResponseEstimator::Debiased)).a[0] - &reference.a[0]).norm_l2()
+            / scale;
     }
     println!("relative error of A¹ over 4 seeds: plain {:.4}, control variate {:.4}", plain / 4.0, cv / 4.0);
     assert!(cv < 0.5 * plain, "control variate {cv} vs plain {plain}");
@@ -626,22 +625,14 @@ fn the_debiased_control_variate_removes_the_response_bias() {
     // (noise 0.009), debiased 0.013 (noise 0.013, i.e. no bias resolved); at n = 2, 4, 8 the
     // control's is 0.120, 0.057, 0.027 (∝ 1/n).
     let pr = problem(&["train.steps=24", "data.train_size=4"]);
-    let opts = |seed, response_samples, responses| DmftOptions {
-        samples: 400,
-        response_samples,
-        replicas: 1,
-        seed,
-        exact_linear: true,
-        responses,
-    };
     let seeds = 64;
     let mut errors = [Vec::new(), Vec::new()];
     let mut scale = 0.0;
     for seed in 0..seeds {
-        let reference = solve(&pr, &opts(seed, 400, ResponseEstimator::Plain));
+        let reference = solve(&pr, &response_opts(seed, 400, ResponseEstimator::Plain));
         scale += reference.a[0].norm_l2() / seeds as f64;
         for (e, est) in [ResponseEstimator::Control, ResponseEstimator::Debiased].into_iter().enumerate() {
-            errors[e].push(&solve(&pr, &opts(seed, 6, est)).a[0] - &reference.a[0]);
+            errors[e].push(&solve(&pr, &response_opts(seed, 6, est)).a[0] - &reference.a[0]);
         }
     }
     let stats = |errs: &[faer::Mat<f64>]| {
