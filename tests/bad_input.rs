@@ -446,6 +446,12 @@ const CASES: &[Case] = &[
     case("mup zero samples", "theory mup c.toml --out th --samples 1", 2, &["--samples"]),
     case("mup zero response samples", "theory mup c.toml --out th --response-samples 0", 2, &["--response-samples"]),
     case("mup zero replicas", "theory mup c.toml --out th --replicas 0", 2, &["--replicas"]),
+    case(
+        "mup unknown response estimator",
+        "theory mup c.toml --out th --responses median",
+        2,
+        &["--responses", "debiased"],
+    ),
     case("bench dmft negative cutoff", "bench dmft --p 4 --steps 2 --outlier-tol=-1", 2, &["--outlier-tol"]),
     case("mup huge horizon", "theory mup c.toml --out th --set train.steps=10000000", 2, &["memory"]),
     case("mup scan of one value", "theory mup c.toml --out th --scan model.gamma0=1", 2, &["--scan", "KEY=V1,V2"]),

@@ -276,7 +276,7 @@ pub struct DmftArgs {
     /// Estimator of the response functions: `debiased` (the control variate with its O(1/n)
     /// bias removed), `control` (first-order control variate, the default before theory
     /// revision 6), or `plain` (plain averages, about threefold the error; for comparisons).
-    #[arg(long, default_value = "debiased", value_parser = clap::builder::PossibleValuesParser::new(ResponseEstimator::NAMES))]
+    #[arg(long, default_value = "debiased")]
     pub responses: String,
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
@@ -291,6 +291,12 @@ impl DmftArgs {
                 "the defaults (1000 samples, 10–40 response samples, 4 replicas) suit P ≈ 16, T ≤ 300",
             ));
         }
+        let Some(responses) = ResponseEstimator::from_name(&self.responses) else {
+            return Err(Error::config(
+                format!("--responses {} is not an estimator", self.responses),
+                format!("use one of {} (default debiased)", ResponseEstimator::NAMES.join(", ")),
+            ));
+        };
         Ok(specdyn::theory::network::DmftOptions {
             samples: self.samples,
             // 0: chosen from each config's horizon (DmftOptions::response_samples_for).
@@ -298,7 +304,7 @@ impl DmftArgs {
             replicas: self.replicas,
             seed: self.dmft_seed,
             exact_linear: !self.monte_carlo_linear,
-            responses: ResponseEstimator::from_name(&self.responses).unwrap_or(ResponseEstimator::Debiased),
+            responses,
         })
     }
 }
