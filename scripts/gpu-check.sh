@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: one call on a GPU machine with a binary built beforehand
 # (`cargo build --release --features cuda,wgpu`; the machine needs no Rust or cargo registry).
-#   1. correctness: an MLP (tanh, Adam) and a residual CNN (ReLU, cross-entropy, on random
-#      images in CIFAR-10's binary format) train 20 steps on every device from the same seed;
+#   1. correctness: an MLP (tanh, Adam, minibatches) and a residual CNN (ReLU, cross-entropy,
+#      augmented minibatches of random images in CIFAR-10's binary format) train 20 steps on
+#      every device from the same seed (batches gathered on the device);
 #      every logged loss must match the CPU's within 1e-3 relative (f32, different reduction
 #      orders); `correctness.csv`.
 #   2. speed: MLP training step (D = 256, L = 3, batch 256, N = 4096, 8192, SGD and Adam) and
@@ -58,6 +59,7 @@ kind = "adam"
 lr = 0.01
 [train]
 steps = $steps
+batch_size = 64
 log_every = 1
 $no_files
 TOML
@@ -73,6 +75,7 @@ kind = "cifar10"
 dir = "$out/images"
 train_size = 256
 test_size = 0
+augment = true
 [optimizer]
 lr = 0.5
 [train]

@@ -115,3 +115,66 @@ fn resnet_learns_cifar_above_chance() {
     assert!(acc > 0.18, "test accuracy {acc} after 250 steps");
     assert!(after.loss < before.loss);
 }
+
+/// The batch the trainer gathers on the device at `step`, and the one the host builds.
+fn device_and_host_batch<B: specdyn::kernels::Kernels>(t: &mut Trainer<B>, step: u64) -> [Vec<f32>; 4] {
+    use specdyn::data::Batch;
+    use specdyn::model::tensor_to_vec;
+    t.step = step;
+    let (x, y) = t.batch();
+    let host = match t.data.batch(step, t.config.train.batch_size, t.config.seed) {
+        Batch::Samples(h) => h,
+        Batch::Full => match &t.data.train {
+            specdyn::data::TrainSet::Fixed(s) => s.all(),
+            specdyn::data::TrainSet::Online => unreachable!(),
+        },
+    };
+    [tensor_to_vec(x), tensor_to_vec(y), host.x, host.y]
+}
+
+/// Batches gathered on the device (minibatch indices, flips and crops) are bit-identical to
+/// the batches the host builds, for images with and without augmentation and for vectors.
+#[test]
+fn device_gathered_batches_are_the_host_batches() {
+    let images = |augment: bool, batch: usize| {
+        config(&[
+            "data.train_size=64".into(),
+            "data.test_size=0".into(),
+            format!("data.augment={augment}"),
+            format!("train.batch_size={batch}"),
+        ])
+    };
+    let vectors = |batch: usize| {
+        RunConfig::from_toml_str(
+            &format!("[model]\nwidth = 16\n[data]\ninput_dim = 8\ntrain_size = 40\ntest_size = 0\n[train]\nbatch_size = {batch}\n"),
+            &[],
+        )
+        .unwrap()
+    };
+    let cases = [
+        ("augmented images, minibatches", images(true, 16)),
+        ("augmented images, full batch", images(true, 0)),
+        ("images, minibatches", images(false, 16)),
+        ("vectors, minibatches", vectors(8)),
+        ("vectors, full batch", vectors(0)),
+    ];
+    for (what, cfg) in cases {
+        let augment = cfg.data.augment;
+        let mut t = Trainer::<Flex>::new(cfg, Default::default()).unwrap();
+        let mut cropped = 0;
+        for step in [0, 1, 3, 4, 9] {
+            let [x, y, hx, hy] = device_and_host_batch(&mut t, step);
+            assert_eq!(x.len(), hx.len(), "{what}: step {step}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&x) == bits(&hx), "{what}: step {step}: device inputs differ from the host's");
+            assert!(bits(&y) == bits(&hy), "{what}: step {step}: device targets differ from the host's");
+            if augment {
+                let idx = t.data.batch_indices(step, t.config.train.batch_size, t.config.seed);
+                let idx = idx.unwrap_or_else(|| (0..64).collect());
+                let specdyn::data::TrainSet::Fixed(s) = &t.data.train else { unreachable!() };
+                cropped += usize::from(s.rows(&idx, None).x != hx);
+            }
+        }
+        assert!(!augment || cropped == 5, "{what}: augmentation changed only {cropped} of 5 batches");
+    }
+}

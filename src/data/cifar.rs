@@ -2,11 +2,12 @@
 //! `test_batch.bin`, each a sequence of records of 1 label byte (0–9) followed by 3,072 pixel
 //! bytes (1,024 red, 1,024 green, 1,024 blue, row-major 32 × 32).
 //!
-//! Images stay as bytes in memory (50,000 × 3,072 B = 154 MB for the full training set);
-//! each minibatch is converted to f32 when it is drawn: per-channel normalization with the
-//! training set's mean and standard deviation, and (with `data.augment`) a random horizontal
-//! flip and a random crop of the image padded by 4 zero pixels, drawn from the counter-based
-//! stream `(seed, Augment, step)` so a resumed run draws the same augmentations.
+//! Images stay as bytes in host memory (50,000 × 3,072 B = 154 MB for the full training set)
+//! and are converted to f32 with per-channel normalization by the training set's mean and
+//! standard deviation; training keeps the converted set on the device ([`super::DeviceSet`]).
+//! With `data.augment`, each image of a batch gets a random horizontal flip and a random crop of
+//! the image padded by 4 zero pixels ([`Crop`]), drawn from the counter-based stream
+//! `(seed, Augment, step)` so a resumed run draws the same augmentations.
 
 use super::HostData;
 use crate::error::{Error, Result};
@@ -28,7 +29,7 @@ pub const TEST_FILE: &str = "test_batch.bin";
 /// Records per file in the official release.
 pub const OFFICIAL_RECORDS: usize = 10_000;
 /// Crop padding of the augmentation, pixels.
-const PAD: usize = 4;
+pub const PAD: usize = 4;
 
 /// Images as bytes, with labels and the normalization to apply.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,39 +158,89 @@ impl ImageSet {
     }
 
     /// Images `idx` as normalized f32 inputs [n, 3072] and one-hot targets [n, 10]; with an
-    /// RNG, each image is flipped with probability ½ and cropped at a random offset.
+    /// RNG, each image is flipped with probability ½ and cropped at a random offset
+    /// ([`Crop::draw`], one draw per image in order).
     pub fn rows(&self, idx: &[usize], mut augment: Option<&mut ChaCha8Rng>) -> HostData {
-        let (h, w) = (SHAPE[1], SHAPE[2]);
-        let plane = h * w;
+        let pad = self.padding();
         let mut x = vec![0f32; idx.len() * PIXELS];
         let mut y = vec![0f32; idx.len() * CLASSES];
         for (row, &i) in idx.iter().enumerate() {
             let img = &self.pixels[i * PIXELS..(i + 1) * PIXELS];
-            let (flip, dy, dx) = match augment.as_deref_mut() {
-                Some(rng) => (rng.random_bool(0.5), rng.random_range(0..=2 * PAD), rng.random_range(0..=2 * PAD)),
-                None => (false, PAD, PAD),
-            };
+            let crop = augment.as_deref_mut().map_or(Crop::CENTER, Crop::draw);
             let out = &mut x[row * PIXELS..(row + 1) * PIXELS];
-            for c in 0..3 {
-                let (m, s) = (self.mean[c], self.std[c]);
-                for r in 0..h {
-                    for col in 0..w {
-                        // Output (r, col) reads the padded image at (r + dy, col + dx).
-                        let (sr, sc) = ((r + dy) as isize - PAD as isize, (col + dx) as isize - PAD as isize);
-                        let inside = sr >= 0 && sc >= 0 && (sr as usize) < h && (sc as usize) < w;
-                        let v = if inside {
-                            let sc = if flip { w - 1 - sc as usize } else { sc as usize };
-                            f32::from(img[c * plane + sr as usize * w + sc]) / 255.0
-                        } else {
-                            0.0
-                        };
-                        out[c * plane + r * w + col] = (v - m) / s;
-                    }
-                }
+            for (o, v) in out.iter_mut().enumerate() {
+                let c = o / PLANE;
+                *v = match crop.source(o) {
+                    Some(s) => self.normalize(c, img[s]),
+                    None => pad[c],
+                };
             }
             y[row * CLASSES + self.labels[i] as usize] = 1.0;
         }
         HostData { x, y, n: idx.len(), d: PIXELS, c: CLASSES }
+    }
+
+    /// Byte `v` of channel `c` as a normalized input.
+    fn normalize(&self, c: usize, v: u8) -> f32 {
+        (f32::from(v) / 255.0 - self.mean[c]) / self.std[c]
+    }
+
+    /// The normalized value of a zero (padding) pixel, per channel.
+    pub fn padding(&self) -> [f32; 3] {
+        [0, 1, 2].map(|c| (0.0 - self.mean[c]) / self.std[c])
+    }
+}
+
+/// Pixels per channel.
+pub const PLANE: usize = 32 * 32;
+
+/// One image's augmentation: a horizontal flip, then the 32 × 32 window at offset (dy, dx) of
+/// the image padded by [`PAD`] zero pixels on every side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    pub flip: bool,
+    pub dy: usize,
+    pub dx: usize,
+}
+
+impl Crop {
+    /// No augmentation: the window is the image itself.
+    pub const CENTER: Crop = Crop { flip: false, dy: PAD, dx: PAD };
+    /// Number of distinct crops: a flip or not, times (2·PAD + 1)² offsets.
+    pub const VARIANTS: usize = 2 * (2 * PAD + 1) * (2 * PAD + 1);
+
+    /// This crop's number in 0..VARIANTS (inverse of [`Crop::variant`]).
+    pub fn index(self) -> usize {
+        let side = 2 * PAD + 1;
+        (usize::from(self.flip) * side + self.dy) * side + self.dx
+    }
+
+    /// Crop number `v` in 0..VARIANTS.
+    pub fn variant(v: usize) -> Crop {
+        let side = 2 * PAD + 1;
+        Crop { flip: v / (side * side) == 1, dy: (v / side) % side, dx: v % side }
+    }
+
+    /// A random flip (probability ½) and offset (uniform in 0..=2·PAD each way).
+    pub fn draw(rng: &mut ChaCha8Rng) -> Crop {
+        let flip = rng.random_bool(0.5);
+        let dy = rng.random_range(0..=2 * PAD);
+        let dx = rng.random_range(0..=2 * PAD);
+        Crop { flip, dy, dx }
+    }
+
+    /// Which pixel of the source image output pixel `o` (channel-major index) reads, or None
+    /// where the window lies on the padding.
+    pub fn source(self, o: usize) -> Option<usize> {
+        let (h, w) = (SHAPE[1], SHAPE[2]);
+        let (c, r, col) = (o / PLANE, (o % PLANE) / w, o % w);
+        // Output (r, col) reads the padded image at (r + dy, col + dx).
+        let (sr, sc) = ((r + self.dy).checked_sub(PAD)?, (col + self.dx).checked_sub(PAD)?);
+        if sr >= h || sc >= w {
+            return None;
+        }
+        let sc = if self.flip { w - 1 - sc } else { sc };
+        Some(c * PLANE + sr * w + sc)
     }
 }
 
@@ -233,6 +284,19 @@ mod tests {
         std::fs::write(&p, bad).unwrap();
         let e = read_batch(&p).unwrap_err().to_string();
         assert!(e.contains("record 1") && e.contains("label byte 12"), "{e}");
+    }
+
+    #[test]
+    fn crop_numbers_cover_every_crop_once() {
+        let mut seen = std::collections::HashSet::new();
+        for v in 0..Crop::VARIANTS {
+            let c = Crop::variant(v);
+            assert!(c.dy <= 2 * PAD && c.dx <= 2 * PAD, "{c:?}");
+            assert_eq!(c.index(), v);
+            seen.insert((c.flip, c.dy, c.dx));
+        }
+        assert_eq!(seen.len(), Crop::VARIANTS);
+        assert_eq!(Crop::variant(Crop::CENTER.index()), Crop::CENTER);
     }
 
     #[test]

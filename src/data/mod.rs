@@ -1,17 +1,20 @@
 //! Training and test data: synthetic teachers on Gaussian inputs, the user's own arrays, or
 //! CIFAR-10 images.
 //!
-//! Vectors live on the host as row-major f32 ([`HostData`]); images as bytes ([`ImageSet`]),
-//! converted per batch. Every draw comes from a counter-based stream ([`crate::rng`]): the
+//! Vectors live on the host as row-major f32 ([`HostData`]); images as bytes ([`ImageSet`]).
+//! Training uploads a fixed set once and gathers each batch on the device ([`DeviceSet`]);
+//! [`Dataset::batch`] builds the same batch on the host (online data, and the reference). Every draw comes from a counter-based stream ([`crate::rng`]): the
 //! training set from `(data.seed, TrainSet)`, the test set from `(data.seed, TestSet)`, the
 //! online batch of step t from `(data.seed, Online, t)`, the minibatch order of epoch e from
 //! `(seed, Order, e)` and the augmentation of step t from `(seed, Augment, t)`.
 
 pub mod cifar;
+mod device;
 mod files;
 mod teacher;
 
-pub use cifar::ImageSet;
+pub use cifar::{Crop, ImageSet};
+pub use device::DeviceSet;
 pub use files::{Array, read_array, write_npy};
 pub use teacher::{Teacher, hermite, hermite_series};
 
@@ -319,6 +322,18 @@ impl Dataset {
                 }
             },
         }
+    }
+
+    /// Whether training images are augmented.
+    pub fn augments(&self) -> bool {
+        self.augment
+    }
+
+    /// The flip and crop of each of the `n` images of `step`'s batch, as [`Dataset::batch`]
+    /// draws them.
+    pub fn crops(&self, step: u64, n: usize, order_seed: u64) -> Vec<Crop> {
+        let mut rng = stream(order_seed, Purpose::Augment, step);
+        (0..n).map(|_| Crop::draw(&mut rng)).collect()
     }
 
     /// Which training samples [`Dataset::batch`] uses at `step` (None: all of them, or online).

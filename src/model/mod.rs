@@ -180,6 +180,14 @@ impl Network {
         }
     }
 
+    /// Features per sample (an image's channels × height × width).
+    pub fn input_dim(&self) -> usize {
+        match self {
+            Network::Mlp(s) => s.input_dim,
+            Network::ResNet(s) => s.image.iter().product(),
+        }
+    }
+
     pub fn output_dim(&self) -> usize {
         match self {
             Network::Mlp(s) => s.output_dim,

@@ -7,7 +7,7 @@
 use super::optim::{Optimizer, ParamState, schedule_factor};
 use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::config::RunConfig;
-use crate::data::{Batch, Dataset, HostData, Samples, TrainSet};
+use crate::data::{Batch, Dataset, DeviceSet, HostData, Samples, TrainSet};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::model::{LayerKind, Loss, Model, Network, accuracy, scalar, tensor_to_vec};
@@ -71,7 +71,8 @@ pub struct Trainer<B: Kernels> {
     /// Number of updates applied so far.
     pub step: u64,
     device: B::Device,
-    full_batch: Option<Pair<B>>,
+    /// The fixed training set, uploaded once (batches are gathered on the device).
+    train_set: Option<DeviceSet<B>>,
     test: Option<Pair<B>>,
 }
 
@@ -98,6 +99,11 @@ pub fn memory_estimate_for(config: &RunConfig, network: &Network, train_size: us
         b => b,
     };
     e.add("activations", network.activation_floats(batch), 4.0);
+    if !config.data.online {
+        let floats = train_size as f64 * (network.input_dim() + network.output_dim()) as f64;
+        // The device copy, and two transient f32 host copies while it is built.
+        e.add("training set on the device", floats, 12.0);
+    }
     if config.spectra.enabled {
         // W(0) of every matrix in f64, plus the largest matrix's copy and Gram matrix.
         let (r, c) = network.largest_matrix();
@@ -147,16 +153,15 @@ impl<B: Kernels> Trainer<B> {
         step: u64,
         device: B::Device,
     ) -> Self {
-        // A fixed batch that never changes is uploaded once (stays on the device).
-        let full_batch = match (&data.train, data.batch(0, config.train.batch_size, config.seed)) {
-            (TrainSet::Fixed(s), Batch::Full) => Some(s.all().to_tensors::<B>(&device)),
-            _ => None,
+        let train_set = match &data.train {
+            TrainSet::Fixed(s) => Some(DeviceSet::upload(s, data.augments(), &device)),
+            TrainSet::Online => None,
         };
         let test = match &data.test {
             Some(Samples::Host(h)) if h.n <= 4 * EVAL_CHUNK => Some(h.to_tensors::<B>(&device)),
             _ => None,
         };
-        Trainer { config, data, model, optimizer, step, device, full_batch, test }
+        Trainer { config, data, model, optimizer, step, device, train_set, test }
     }
 
     pub fn device(&self) -> &B::Device {
@@ -167,13 +172,22 @@ impl<B: Kernels> Trainer<B> {
         self.config.train.loss
     }
 
-    /// The batch the current step trains on, as tensors.
+    /// The batch the current step trains on, as tensors: gathered on the device from a fixed
+    /// training set, drawn on the host and uploaded for online data.
     pub fn batch(&self) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let t = &self.config.train;
-        match self.data.batch(self.step, t.batch_size, self.config.seed) {
-            Batch::Full => self.full_batch.clone().expect("a fixed dataset is uploaded at construction"),
-            Batch::Samples(h) => h.to_tensors::<B>(&self.device),
+        let (step, size, seed) = (self.step, self.config.train.batch_size, self.config.seed);
+        let Some(set) = &self.train_set else {
+            return match self.data.batch(step, size, seed) {
+                Batch::Samples(h) => h.to_tensors::<B>(&self.device),
+                Batch::Full => unreachable!("online data never yields a full batch"),
+            };
+        };
+        let idx = self.data.batch_indices(step, size, seed);
+        if !self.data.augments() {
+            return set.rows(idx.as_deref());
         }
+        let idx = idx.unwrap_or_else(|| (0..set.len()).collect());
+        set.augmented(&idx, &self.data.crops(step, idx.len(), seed))
     }
 
     /// Loss and gradients at the current parameters on the current step's batch.
