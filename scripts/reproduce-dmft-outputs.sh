@@ -3,8 +3,8 @@
 # configs/dmft-compare.toml (L = 3 tanh, μP, γ₀ = 2, η₀ = 0.1, P = 16, full batch) with C = 3
 # outputs (three single-index teachers y_c = He₁(z_c) + ½He₃(z_c) on the same inputs), trained
 # for 60 steps at N = 1024, 2048, 4096 with seeds 0 and 1, then `specdyn compare` against the
-# μP DMFT with several outputs (4 replicas × 1000 samples, 10 response samples with the
-# control variate). Writes OUT_DIR (results/dmft-compare-outputs3) with run.log.
+# μP DMFT with several outputs (4 replicas × 1000 samples, 10 debiased response
+# samples: the defaults at T = 60). Writes OUT_DIR (results/dmft-compare-outputs3) with run.log.
 #   scripts/reproduce-dmft-outputs.sh [RUNS_DIR] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
