@@ -11,10 +11,16 @@ use specdyn::kernels::Kernels;
 use specdyn::model::tensor_to_vec;
 use specdyn::train::Trainer;
 
-/// Is there a Vulkan driver at all? (CI: always; elsewhere the test says why it did nothing.)
+/// Is there a Vulkan driver at all? CI must have one; elsewhere the test says why it did
+/// nothing and passes.
 fn vulkan_present() -> bool {
     let icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
-    icd_dirs.iter().any(|d| std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()))
+    let present = icd_dirs.iter().any(|d| std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()));
+    if !present {
+        assert!(std::env::var("CI").is_err(), "CI must provide a Vulkan driver (mesa-vulkan-drivers)");
+        eprintln!("no Vulkan driver installed (apt-get install mesa-vulkan-drivers): nothing was run");
+    }
+    present
 }
 
 /// Losses of `steps` steps and the final parameters (host, in-memory layout).
@@ -41,8 +47,6 @@ fn compare(cfg: &RunConfig, steps: usize, what: &str) {
 #[test]
 fn wgpu_trains_an_mlp_and_a_resnet_like_the_cpu() {
     if !vulkan_present() {
-        assert!(std::env::var("CI").is_err(), "CI must provide a Vulkan driver (mesa-vulkan-drivers)");
-        eprintln!("no Vulkan driver installed (apt-get install mesa-vulkan-drivers): nothing to compare");
         return;
     }
     let mlp = RunConfig::from_toml_str(
@@ -87,8 +91,6 @@ fn same_batches(cfg: &RunConfig, steps: u64, what: &str) {
 #[test]
 fn the_gpu_check_script_passes_on_wgpu() {
     if !vulkan_present() {
-        assert!(std::env::var("CI").is_err(), "CI must provide a Vulkan driver (mesa-vulkan-drivers)");
-        eprintln!("no Vulkan driver installed: the GPU check was not run");
         return;
     }
     let out = tempfile::tempdir().unwrap();
